@@ -1,0 +1,150 @@
+"""Assembling the ASGI application: fast predict routes in front, FastAPI for everything else."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Dict, List, Optional
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from litserve.api import LitAPI, request_annotation, response_annotation
+from litserve.options import ApiOptions
+from litserve.routes import PredictEndpoint, Runtime
+from litserve.transport.dispatcher import Dispatcher
+from litserve.transport.messages import Endpoints
+
+STREAM_ALIAS_PATH = "/stream-predict"
+
+
+class LitApp:
+    """ASGI entry point: predict routes skip FastAPI's per-request machinery; the rest goes to FastAPI."""
+
+    def __init__(self, fastapi_app: FastAPI, fast_routes: Dict[str, PredictEndpoint]) -> None:
+        self.fastapi_app = fastapi_app
+        self.fast_routes = fast_routes
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            endpoint = self.fast_routes.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+        await self.fastapi_app(scope, receive, send)
+
+
+class _EndpointResponse(Response):
+    """Lets a FastAPI route (one with dependencies, such as ``authorize``) hand the request to an endpoint."""
+
+    def __init__(self, endpoint: PredictEndpoint) -> None:
+        self.endpoint = endpoint
+        self.background = None
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        await self.endpoint(scope, receive, send)
+
+
+class ServerProcessState:
+    """What one API process needs at start-up to reach the workers."""
+
+    def __init__(self) -> None:
+        self.api_server = 0
+        self.endpoints: Optional[Endpoints] = None
+        self.route_workers: List[List[int]] = []
+
+
+def build_app(
+    lit_apis: List[LitAPI],
+    options: List[ApiOptions],
+    runtime: Runtime,
+    process_state: ServerProcessState,
+    timeout: Optional[float],
+    max_payload_size: Optional[int],
+    healthcheck_path: str,
+    info_path: str,
+    info: Dict[str, Any],
+) -> tuple:
+    """Returns (FastAPI app, LitApp). Routes are registered on the FastAPI app so they appear in ``/docs``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> Any:
+        dispatcher = Dispatcher(process_state.api_server, process_state.endpoints, process_state.route_workers)
+        dispatcher.start()
+        runtime.dispatcher = dispatcher
+        try:
+            yield
+        finally:
+            dispatcher.stop()
+
+    app = FastAPI(title="litserve", lifespan=lifespan)
+    fast_routes: Dict[str, PredictEndpoint] = {}
+
+    for route, (lit_api, opts) in enumerate(zip(lit_apis, options)):
+        endpoint = PredictEndpoint(route, runtime, timeout, max_payload_size, opts.stream)
+        paths = [opts.api_path]
+        if opts.stream and opts.api_path == "/predict":
+            paths.append(STREAM_ALIAS_PATH)
+        authorize = getattr(lit_api, "authorize", None)
+        for path in paths:
+            if authorize is not None:
+                _add_authorized_route(app, path, endpoint, authorize)
+            else:
+                fast_routes[path] = endpoint
+                _add_documented_route(app, path, lit_api)
+
+    @app.get(healthcheck_path, include_in_schema=False)
+    async def health() -> Response:
+        dispatcher = runtime.dispatcher
+        if dispatcher is not None and dispatcher.all_workers_ready() and all(api.health() for api in lit_apis):
+            return PlainTextResponse("ok")
+        return PlainTextResponse("not ready", status_code=503)
+
+    @app.get(info_path, include_in_schema=False)
+    async def server_info() -> Response:
+        return JSONResponse(info)
+
+    return app, LitApp(app, fast_routes)
+
+
+def _add_documented_route(app: FastAPI, path: str, lit_api: LitAPI) -> None:
+    """Describe a fast route in the OpenAPI schema; requests never reach this FastAPI handler."""
+    request_model = _pydantic_model(request_annotation(lit_api))
+    response_model = _pydantic_model(response_annotation(lit_api))
+
+    if request_model is not None:
+
+        async def documented(body: request_model) -> Any:  # type: ignore[valid-type]
+            raise RuntimeError("served by litserve's predict endpoint")
+
+        openapi_extra = None
+    else:
+
+        async def documented(request: Request) -> Any:
+            raise RuntimeError("served by litserve's predict endpoint")
+
+        openapi_extra = {
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+        }
+    app.add_api_route(
+        path,
+        documented,
+        methods=["POST"],
+        response_model=response_model,
+        openapi_extra=openapi_extra,
+        name=f"{type(lit_api).__name__}{path.replace('/', '_')}",
+    )
+
+
+def _add_authorized_route(app: FastAPI, path: str, endpoint: PredictEndpoint, authorize: Any) -> None:
+    async def authorized(request: Request) -> Response:
+        return _EndpointResponse(endpoint)
+
+    app.add_api_route(path, authorized, methods=["POST"], dependencies=[Depends(authorize)])
+
+
+def _pydantic_model(annotation: Any) -> Optional[type]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None

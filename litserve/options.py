@@ -1,0 +1,154 @@
+"""Option defaults, validation and resolution: the one place that knows what each option means."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+
+class _Unset:
+    """Marks an option the user did not pass, so another source may fill it."""
+
+    _instance = None
+
+    def __new__(cls) -> "_Unset":
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __reduce__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+API_OPTION_DEFAULTS = {
+    "max_batch_size": 1,
+    "batch_timeout": 0.0,
+    "api_path": "/predict",
+    "stream": False,
+    "spec": None,
+    "enable_async": False,
+}
+
+DEFAULT_TIMEOUT = 30.0
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    """The effective per-API options after merging LitAPI, LitServer and defaults."""
+
+    max_batch_size: int
+    batch_timeout: float
+    api_path: str
+    stream: bool
+    spec: Any
+    enable_async: bool
+
+
+def resolve_api_options(explicit: dict, server_given: dict) -> ApiOptions:
+    """Merge options: explicit LitAPI values win over LitServer values, which win over defaults."""
+    values = {}
+    for name, default in API_OPTION_DEFAULTS.items():
+        if name in explicit:
+            values[name] = explicit[name]
+        elif server_given.get(name, UNSET) is not UNSET and server_given.get(name) is not None:
+            values[name] = server_given[name]
+        else:
+            values[name] = default
+    validate_max_batch_size(values["max_batch_size"])
+    validate_batch_timeout(values["batch_timeout"])
+    validate_api_path(values["api_path"], "api_path")
+    _validate_bool(values["stream"], "stream")
+    _validate_bool(values["enable_async"], "enable_async")
+    values["batch_timeout"] = float(values["batch_timeout"])
+    return ApiOptions(**values)
+
+
+def validate_max_batch_size(value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"max_batch_size must be an integer >= 1, got {value!r}")
+
+
+def validate_batch_timeout(value: Any) -> None:
+    if not _is_number(value) or value < 0:
+        raise ValueError(f"batch_timeout must be a number of seconds >= 0, got {value!r}")
+
+
+def validate_api_path(value: Any, name: str) -> None:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"{name} must be a URL path starting with '/', got {value!r}")
+
+
+def validate_workers_per_device(value: Any) -> None:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"workers_per_device must be an integer >= 1, got {value!r}")
+
+
+def validate_accelerator(value: Any) -> None:
+    if not isinstance(value, str) or value.lower() not in ACCELERATORS:
+        raise ValueError(f"accelerator must be one of {', '.join(ACCELERATORS)}, got {value!r}")
+
+
+def validate_devices(value: Any) -> None:
+    if value == "auto":
+        return
+    if _is_int(value) and value >= 1:
+        return
+    if isinstance(value, (list, tuple)) and value and all(_is_int(d) and d >= 0 for d in value):
+        return
+    raise ValueError(f"devices must be 'auto', an integer >= 1 or a non-empty list of device ids, got {value!r}")
+
+
+def resolve_timeout(value: Any) -> Optional[float]:
+    """Seconds after arrival before a request gets 504, or None when disabled (False or -1)."""
+    if value is False or value is None or (_is_number(value) and value == -1):
+        return None
+    if not _is_number(value) or value <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, or False/-1 to disable, got {value!r}")
+    return float(value)
+
+
+def resolve_max_payload_size(value: Any) -> Optional[int]:
+    """Largest accepted request body in bytes, or None for no limit."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = _parse_size(value)
+    if not _is_int(value) or value <= 0:
+        raise ValueError(f"max_payload_size must be a positive number of bytes (or '10MB'), got {value!r}")
+    return int(value)
+
+
+def _parse_size(text: str) -> Union[int, str]:
+    units = {"kb": 1024, "mb": 1024**2, "gb": 1024**3, "b": 1}
+    lowered = text.strip().lower()
+    for suffix, factor in units.items():
+        if lowered.endswith(suffix):
+            number = lowered[: -len(suffix)].strip()
+            try:
+                return int(float(number) * factor)
+            except ValueError:
+                return text
+    try:
+        return int(lowered)
+    except ValueError:
+        return text
+
+
+def _validate_bool(value: Any, name: str) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -1,0 +1,242 @@
+"""The predict endpoint as a lean ASGI handler: check, read, enqueue, await, respond.
+
+Parsing, validation and serialization happen in the worker; this process only moves bytes, so one
+core can feed the workers on the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import time
+from typing import Any, Callable, List, Optional, Tuple
+
+from litserve import codec
+from litserve.forms import form_to_dict
+from litserve.transport.dispatcher import Dispatcher, Pending
+from litserve.transport.messages import FORM_CONTENT_TYPE
+
+logger = logging.getLogger("litserve")
+
+Scope = dict
+Receive = Callable[[], Any]
+Send = Callable[[dict], Any]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
+JSON = "application/json"
+URLENCODED = "application/x-www-form-urlencoded"
+# Marks a request whose client went away; nothing is sent for it.
+_CLIENT_GONE = (None, None, b"", True)
+
+
+class PayloadTooLarge(Exception):
+    pass
+
+
+class Runtime:
+    """Per-process state the endpoints share, filled in when the API process starts."""
+
+    def __init__(self) -> None:
+        self.dispatcher: Optional[Dispatcher] = None
+        self.authenticate: Optional[Callable[[List[Tuple[bytes, bytes]]], bool]] = None
+
+
+class PredictEndpoint:
+    """Serves one API route: relays the request to a worker and the worker's reply to the client."""
+
+    def __init__(
+        self,
+        route: int,
+        runtime: Runtime,
+        timeout: Optional[float],
+        max_payload_size: Optional[int],
+        stream: bool,
+    ) -> None:
+        self.route = route
+        self.runtime = runtime
+        self.timeout = timeout
+        self.max_payload_size = max_payload_size
+        self.stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await send_reply(send, codec.error_reply(405, "Method Not Allowed", [(b"allow", b"POST")]))
+            return
+        headers = scope["headers"]
+        authenticate = self.runtime.authenticate
+        if authenticate is not None and not authenticate(headers):
+            await send_reply(send, codec.error_reply(401, "Invalid or missing API key: send it in the X-API-Key header"))
+            return
+        content_type = b""
+        content_length = None
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"content-length":
+                content_length = value
+        limit = self.max_payload_size
+        if limit is not None and content_length is not None and content_length.isdigit() and int(content_length) > limit:
+            await send_reply(send, _too_large(limit))
+            return
+        try:
+            kind = _body_kind(content_type)
+        except ValueError as exc:
+            await send_reply(send, codec.error_reply(400, str(exc)))
+            return
+        try:
+            if kind == URLENCODED:
+                # curl -d sends JSON with this type unless told otherwise: accept a body that is clearly JSON.
+                body = await read_body(receive, limit)
+                if body is not None and body[:1] not in (b"{", b"["):
+                    body = _urlencoded_form(body)
+                    kind = FORM_CONTENT_TYPE
+                else:
+                    kind = JSON
+            elif kind == FORM_CONTENT_TYPE:
+                body = await _read_form(scope, receive)
+            else:
+                body = await read_body(receive, limit)
+        except PayloadTooLarge:
+            await send_reply(send, _too_large(limit))
+            return
+        except ValueError as exc:
+            await send_reply(send, codec.error_reply(400, str(exc)))
+            return
+        if body is None:
+            return  # client disconnected while sending
+        if not body:
+            await send_reply(send, codec.error_reply(400, "Request body is empty: send a JSON document"))
+            return
+        await self.serve(kind, body, receive, send)
+
+    async def serve(self, content_type: str, body: bytes, receive: Receive, send: Send) -> None:
+        dispatcher = self.runtime.dispatcher
+        timeout = self.timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = dispatcher.submit(self.route, content_type, body, deadline, self.stream)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(timeout, _expire, dispatcher, pending) if timeout is not None else None
+        watcher = loop.create_task(_watch_disconnect(receive, dispatcher, pending))
+        try:
+            first = await pending.future
+        finally:
+            if timer is not None:
+                timer.cancel()
+        status, headers, data, done = first
+        if status is None:
+            return
+        if done:
+            if self.stream and status == 200 and headers is None:
+                headers = codec.TEXT_HEADERS
+            await send_reply(send, (status, headers, data))
+            return
+        try:
+            await self._relay_stream(pending, status, headers, data, send)
+        finally:
+            if not watcher.done():
+                dispatcher.abandon(pending)
+
+    async def _relay_stream(self, pending: Pending, status: int, headers: Any, data: bytes, send: Send) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers or codec.JSON_LINES_HEADERS})
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+        stream = pending.stream
+        while True:
+            status, _, data, done = await stream.next()
+            if status is None:
+                return
+            if done:
+                await send({"type": "http.response.body", "body": data, "more_body": False})
+                return
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+
+async def send_reply(send: Send, reply: codec.Reply) -> None:
+    """Send a complete (non-streamed) response."""
+    status, headers, body = reply
+    if headers is None:
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    elif not any(name == b"content-length" for name, _ in headers):
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_body(receive: Receive, limit: Optional[int]) -> Optional[bytes]:
+    """The whole request body, or None if the client disconnected. Stops reading past ``limit`` bytes."""
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise PayloadTooLarge()
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    if len(chunks) == 1:
+        return chunks[0]
+    return b"".join(chunks)
+
+
+def _body_kind(content_type: bytes) -> str:
+    """Classify the request's content type: JSON (also when absent) or a form; anything else is an error."""
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    if not media_type or media_type == b"application/json" or media_type.endswith(b"+json"):
+        return JSON
+    if media_type == b"application/x-www-form-urlencoded":
+        return URLENCODED
+    if media_type == b"multipart/form-data":
+        return FORM_CONTENT_TYPE
+    raise ValueError(
+        f"Unsupported Content-Type '{media_type.decode(errors='replace')}': send JSON (application/json) or a form"
+    )
+
+
+async def _read_form(scope: Scope, receive: Receive) -> bytes:
+    from starlette.requests import Request
+
+    try:
+        form = await Request(scope, receive).form()
+    except Exception as exc:  # malformed multipart bodies raise parser-specific errors
+        raise ValueError(f"Could not parse the form in the request body: {exc}") from None
+    payload = await form_to_dict(form)
+    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL) if payload else b""
+
+
+def _urlencoded_form(body: bytes) -> bytes:
+    from urllib.parse import parse_qsl
+
+    try:
+        fields = dict(parse_qsl(body.decode(), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise ValueError("Could not parse the form in the request body: it is not UTF-8 text") from None
+    return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL) if fields else b""
+
+
+def _too_large(limit: int) -> codec.Reply:
+    return codec.error_reply(413, f"Request body is larger than the server's limit of {limit} bytes")
+
+
+def _expire(dispatcher: Dispatcher, pending: Pending) -> None:
+    if pending.future.done():
+        return  # streaming has started: the timeout covers the wait for the first item
+    if dispatcher.abandon(pending):
+        pending.future.set_result((*codec.error_reply(504, "Request timed out"), True))
+
+
+async def _watch_disconnect(receive: Receive, dispatcher: Dispatcher, pending: Pending) -> None:
+    """Abandon the request if the client goes away before its reply is complete."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+    if dispatcher.abandon(pending):
+        if not pending.future.done():
+            pending.future.set_result(_CLIENT_GONE)
+        else:
+            pending.stream.push(_CLIENT_GONE)

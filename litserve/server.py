@@ -1,0 +1,371 @@
+"""LitServer: validates options, assembles the app and runs the API and worker processes."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from litserve import auth
+from litserve.api import LitAPI, is_async_hook, is_generator_hook
+from litserve.app import ServerProcessState, build_app
+from litserve.client_file import write_client_file
+from litserve.devices import resolve_accelerator, resolve_devices
+from litserve.options import (
+    DEFAULT_TIMEOUT,
+    UNSET,
+    ApiOptions,
+    resolve_api_options,
+    resolve_max_payload_size,
+    resolve_timeout,
+    validate_accelerator,
+    validate_api_path,
+    validate_devices,
+    validate_workers_per_device,
+)
+from litserve.routes import Runtime
+from litserve.supervisor import Supervisor
+from litserve.transport.messages import Endpoints
+from litserve.workers.process import WorkerSpec
+
+logger = logging.getLogger("litserve")
+
+_HOOKS = ("decode_request", "batch", "predict", "unbatch", "encode_response", "setup")
+
+
+class LitServer:
+    """Serves one or more ``LitAPI``s over HTTP, each on worker processes of its own.
+
+    Args:
+        lit_api: a LitAPI, or a list of them (each on its own ``api_path``).
+        accelerator: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"gpu"`` or ``"mps"``.
+        devices: ``"auto"``, a number of devices, or a list of device ids.
+        workers_per_device: worker processes per device.
+        timeout: seconds after arrival before a request gets 504; ``False`` or ``-1`` disables it.
+        max_batch_size, batch_timeout, stream, spec, api_path: defaults for APIs that do not set them.
+        healthcheck_path, info_path: paths of the readiness and info endpoints.
+        model_metadata: anything JSON-serializable, shown at ``info_path``.
+        max_payload_size: largest request body in bytes (or a string like ``"10MB"``); larger ones get 413.
+        middlewares: ASGI middleware classes, or ``(cls, kwargs)`` pairs, wrapped around the app.
+        restart_workers: restart a worker that dies; when False, a dead worker stops the server.
+
+    Example::
+
+        server = LitServer(SquareAPI(), accelerator="cpu", max_batch_size=8, batch_timeout=0.01)
+        server.run(port=8000)
+    """
+
+    def __init__(
+        self,
+        lit_api: Union[LitAPI, Sequence[LitAPI]],
+        accelerator: str = "auto",
+        devices: Union[str, int, List[int]] = "auto",
+        workers_per_device: int = 1,
+        timeout: Union[float, bool] = DEFAULT_TIMEOUT,
+        max_batch_size: Optional[int] = None,
+        batch_timeout: float = UNSET,
+        stream: bool = UNSET,
+        spec: Any = None,
+        api_path: Optional[str] = None,
+        healthcheck_path: str = "/health",
+        info_path: str = "/info",
+        model_metadata: Any = None,
+        max_payload_size: Union[int, str, None] = None,
+        middlewares: Optional[list] = None,
+        restart_workers: bool = True,
+        fast_queue: bool = True,
+        track_requests: bool = False,
+    ) -> None:
+        lit_apis = list(lit_api) if isinstance(lit_api, (list, tuple)) else [lit_api]
+        if not lit_apis or not all(isinstance(api, LitAPI) for api in lit_apis):
+            raise ValueError("lit_api must be a LitAPI instance or a non-empty list of them")
+        validate_accelerator(accelerator)
+        validate_devices(devices)
+        validate_workers_per_device(workers_per_device)
+        validate_api_path(healthcheck_path, "healthcheck_path")
+        validate_api_path(info_path, "info_path")
+        if api_path is not None:
+            validate_api_path(api_path, "api_path")
+        if not isinstance(restart_workers, bool):
+            raise ValueError(f"restart_workers must be True or False, got {restart_workers!r}")
+
+        server_given = {
+            "max_batch_size": max_batch_size,
+            "batch_timeout": batch_timeout,
+            "stream": stream,
+            "spec": spec,
+            "api_path": api_path,
+        }
+        self.lit_apis = lit_apis
+        self.api_options: List[ApiOptions] = []
+        for api in lit_apis:
+            opts = resolve_api_options(api._resolved_explicit_options(), server_given)
+            _check_hooks(api, opts)
+            for name in ("max_batch_size", "batch_timeout", "api_path", "stream", "spec", "enable_async"):
+                setattr(api, name, getattr(opts, name))
+            self.api_options.append(opts)
+        _check_unique_paths(self.api_options, healthcheck_path, info_path)
+
+        self.accelerator = resolve_accelerator(accelerator)
+        self.devices = resolve_devices(self.accelerator, devices)
+        self.workers_per_device = workers_per_device
+        self.timeout = resolve_timeout(timeout)
+        self.max_payload_size = resolve_max_payload_size(max_payload_size)
+        self.healthcheck_path = healthcheck_path
+        self.info_path = info_path
+        self.model_metadata = model_metadata
+        self.restart_workers = restart_workers
+        self.middlewares = list(middlewares or [])
+
+        self._runtime = Runtime()
+        self._process_state = ServerProcessState()
+        self.app, self._lit_app = build_app(
+            lit_apis,
+            self.api_options,
+            self._runtime,
+            self._process_state,
+            timeout=self.timeout,
+            max_payload_size=self.max_payload_size,
+            healthcheck_path=healthcheck_path,
+            info_path=info_path,
+            info=self._info(),
+        )
+
+    # --- public ------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        host: str = "0.0.0.0",
+        port: Union[int, str] = 8000,
+        num_api_servers: Optional[int] = None,
+        log_level: str = "info",
+        generate_client_file: bool = True,
+        **uvicorn_options: Any,
+    ) -> None:
+        """Start the workers and the HTTP server; returns when the server stops.
+
+        Exits the process with status 1 if a worker's ``setup`` fails.
+        """
+        port = _check_port(port)
+        num_api_servers = 1 if num_api_servers is None else num_api_servers
+        if not isinstance(num_api_servers, int) or isinstance(num_api_servers, bool) or num_api_servers < 1:
+            raise ValueError(f"num_api_servers must be an integer >= 1, got {num_api_servers!r}")
+        _configure_logging(log_level)
+        api_key = auth.api_key_from_env()
+        self._runtime.authenticate = auth.api_key_checker(api_key) if api_key else None
+        if generate_client_file:
+            write_client_file(port, self.api_options[0].api_path, needs_api_key=api_key is not None)
+
+        endpoints = Endpoints.create()
+        inboxes = [endpoints.api_inbox(i) for i in range(num_api_servers)]
+        specs = self._worker_specs(endpoints, inboxes, log_level)
+        self._process_state.endpoints = endpoints
+        self._process_state.route_workers = [
+            [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
+        ]
+        self._log_banner(host, port, specs, num_api_servers)
+        try:
+            if num_api_servers == 1:
+                failed = self._run_single(host, port, log_level, specs, inboxes, uvicorn_options)
+            else:
+                failed = self._run_multi(host, port, log_level, specs, inboxes, num_api_servers, uvicorn_options)
+        finally:
+            endpoints.cleanup()
+        if failed:
+            sys.exit(1)
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _asgi_app(self) -> Any:
+        app = self._lit_app
+        for middleware in reversed(self.middlewares):
+            cls, kwargs = middleware if isinstance(middleware, tuple) else (middleware, {})
+            app = cls(app, **kwargs)
+        return app
+
+    def _uvicorn_config(self, host: str, port: int, log_level: str, uvicorn_options: Dict[str, Any]) -> Any:
+        import uvicorn
+
+        options = {"loop": "auto", "http": "auto", "access_log": False, "timeout_graceful_shutdown": 30}
+        options.update(uvicorn_options)
+        return uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
+
+    def _run_single(self, host: str, port: int, log_level: str, specs: list, inboxes: list, opts: dict) -> bool:
+        import uvicorn
+
+        server = uvicorn.Server(self._uvicorn_config(host, port, log_level, opts))
+
+        def stop_server(reason: str) -> None:
+            server.should_exit = True
+
+        supervisor = Supervisor(specs, inboxes, on_fatal=stop_server, restart_workers=self.restart_workers)
+        self._process_state.api_server = 0
+        supervisor.start()
+        try:
+            server.run()
+        finally:
+            supervisor.stop()
+        return supervisor.fatal_error is not None
+
+    def _run_multi(
+        self, host: str, port: int, log_level: str, specs: list, inboxes: list, count: int, opts: dict
+    ) -> bool:
+        config = self._uvicorn_config(host, port, log_level, opts)
+        sock = config.bind_socket()
+        # Fork before this process starts any thread or socket, so each API server inherits the app as built.
+        context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
+        api_processes = []
+        for index in range(count):
+            process = context.Process(target=self._serve_api_process, args=(index, config, sock), daemon=False)
+            process.start()
+            api_processes.append(process)
+        fatal: List[str] = []
+        supervisor = Supervisor(specs, inboxes, on_fatal=fatal.append, restart_workers=self.restart_workers)
+        supervisor.start()
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        wakeup_r, wakeup_w = os.pipe()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            os.write(wakeup_w, b"x")
+
+        for sig in previous:
+            signal.signal(sig, on_signal)
+        try:
+            from multiprocessing.connection import wait
+
+            while not fatal:
+                ready = wait([wakeup_r, *(p.sentinel for p in api_processes)], timeout=0.5)
+                if wakeup_r in ready:
+                    break
+                if any(not p.is_alive() for p in api_processes):
+                    logger.error("an API server process exited; stopping the server")
+                    fatal.append("API server exited")
+                    break
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            for process in api_processes:
+                if process.is_alive():
+                    process.terminate()
+            for process in api_processes:
+                process.join(timeout=35)
+                if process.is_alive():
+                    process.kill()
+            supervisor.stop()
+            sock.close()
+            os.close(wakeup_r)
+            os.close(wakeup_w)
+        return bool(fatal)
+
+    def _serve_api_process(self, index: int, config: Any, sock: Any) -> None:
+        import uvicorn
+
+        self._process_state.api_server = index
+        uvicorn.Server(config).run(sockets=[sock])
+
+    def _worker_specs(self, endpoints: Endpoints, inboxes: List[str], log_level: str) -> List[WorkerSpec]:
+        specs = []
+        for api_index, (lit_api, opts) in enumerate(zip(self.lit_apis, self.api_options)):
+            for device in self.devices:
+                for _ in range(self.workers_per_device):
+                    worker_id = len(specs)
+                    specs.append(
+                        WorkerSpec(
+                            worker_id=worker_id,
+                            api_index=api_index,
+                            device=device,
+                            lit_api=lit_api,
+                            options=opts,
+                            request_endpoint=endpoints.worker_requests(worker_id),
+                            api_inboxes=inboxes,
+                            log_level=log_level,
+                        )
+                    )
+        return specs
+
+    def _info(self) -> Dict[str, Any]:
+        return {
+            "model": self.model_metadata,
+            "server": {
+                "accelerator": self.accelerator,
+                "devices": self.devices,
+                "workers_per_device": self.workers_per_device,
+                "timeout": self.timeout,
+                "max_payload_size": self.max_payload_size,
+                "apis": [
+                    {
+                        "name": type(api).__name__,
+                        "api_path": opts.api_path,
+                        "max_batch_size": opts.max_batch_size,
+                        "batch_timeout": opts.batch_timeout,
+                        "stream": opts.stream,
+                    }
+                    for api, opts in zip(self.lit_apis, self.api_options)
+                ],
+            },
+        }
+
+    def _log_banner(self, host: str, port: int, specs: List[WorkerSpec], num_api_servers: int) -> None:
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        for api_index, (api, opts) in enumerate(zip(self.lit_apis, self.api_options)):
+            devices = [spec.device for spec in specs if spec.api_index == api_index]
+            logger.info(
+                "litserve: %s at http://%s:%d%s on %d worker(s) [%s]",
+                type(api).__name__,
+                shown_host,
+                port,
+                opts.api_path,
+                len(devices),
+                ", ".join(devices),
+            )
+        logger.info("litserve: %d API server process(es); health at %s", num_api_servers, self.healthcheck_path)
+
+
+def _check_hooks(api: LitAPI, opts: ApiOptions) -> None:
+    name = type(api).__name__
+    if type(api).predict is LitAPI.predict:
+        raise ValueError(f"{name} must implement predict")
+    if not opts.enable_async:
+        async_hooks = [hook for hook in _HOOKS if is_async_hook(getattr(api, hook))]
+        if async_hooks:
+            raise ValueError(f"{name}.{async_hooks[0]} is async: pass enable_async=True to LitAPI to use async hooks")
+    if opts.spec is None:
+        predict_streams = is_generator_hook(api.predict)
+        if opts.stream and not predict_streams:
+            raise ValueError(f"stream=True needs {name}.predict to be a generator (use yield)")
+        if not opts.stream and predict_streams:
+            raise ValueError(f"{name}.predict is a generator: pass stream=True to stream its items")
+        encode_overridden = type(api).encode_response is not LitAPI.encode_response
+        if opts.stream and encode_overridden and not is_generator_hook(api.encode_response):
+            raise ValueError(f"stream=True needs {name}.encode_response to be a generator (use yield)")
+
+
+def _check_unique_paths(options: List[ApiOptions], healthcheck_path: str, info_path: str) -> None:
+    seen = {healthcheck_path: "healthcheck_path", info_path: "info_path"}
+    for opts in options:
+        if opts.api_path in seen:
+            raise ValueError(f"api_path {opts.api_path!r} is used twice (also by {seen[opts.api_path]})")
+        seen[opts.api_path] = "another LitAPI"
+
+
+def _check_port(port: Union[int, str]) -> int:
+    try:
+        value = int(port)
+    except (TypeError, ValueError):
+        raise ValueError(f"port must be an integer between 1 and 65535, got {port!r}") from None
+    if not 0 < value < 65536:
+        raise ValueError(f"port must be an integer between 1 and 65535, got {port!r}")
+    return value
+
+
+def _configure_logging(level: str) -> None:
+    logger = logging.getLogger("litserve")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level.upper())

@@ -1,0 +1,141 @@
+"""The worker's end of the transport: receives requests and cancellations, sends replies."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import zmq
+
+from litserve.transport import messages
+
+
+class ParentGone(Exception):
+    """The process that started this worker has exited; the worker must exit too."""
+
+
+class WorkItem:
+    """One request waiting in a worker."""
+
+    __slots__ = ("api_server", "uid", "deadline", "content_type", "body")
+
+    def __init__(self, api_server: int, uid: int, deadline: Optional[float], content_type: str, body: bytes) -> None:
+        self.api_server = api_server
+        self.uid = uid
+        self.deadline = deadline
+        self.content_type = content_type
+        self.body = body
+
+    @property
+    def key(self) -> Tuple[int, int]:
+        return self.api_server, self.uid
+
+
+# A reply item: (work item, status, headers, body, done).
+Outgoing = Tuple[WorkItem, int, Any, bytes, bool]
+
+_CANCEL_MEMORY_S = 300.0
+
+
+class WorkerChannel:
+    """Owns a worker's sockets; requests are queued locally so loops can take what they need."""
+
+    def __init__(self, request_endpoint: str, api_inboxes: List[str], parent_sentinel: Optional[int]) -> None:
+        self._context = zmq.Context()
+        self._requests = self._context.socket(zmq.PULL)
+        self._requests.setsockopt(zmq.LINGER, 0)
+        self._requests.bind(request_endpoint)
+        self._replies = []
+        for address in api_inboxes:
+            sock = self._context.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.setsockopt(zmq.SNDHWM, 0)
+            sock.connect(address)
+            self._replies.append(sock)
+        self._poller = zmq.Poller()
+        self._poller.register(self._requests, zmq.POLLIN)
+        self._parent_sentinel = parent_sentinel
+        if parent_sentinel is not None:
+            self._poller.register(parent_sentinel, zmq.POLLIN)
+        self.pending: deque = deque()
+        self._cancelled: Dict[Tuple[int, int], float] = {}
+
+    # --- receiving --------------------------------------------------------------------------------
+
+    def wait(self, timeout: Optional[float]) -> None:
+        """Block until something arrives (or ``timeout`` seconds pass), then queue what arrived."""
+        timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
+        events = dict(self._poller.poll(timeout_ms))
+        if self._parent_sentinel is not None and self._parent_sentinel in events:
+            raise ParentGone()
+        self.drain()
+
+    def drain(self) -> None:
+        """Queue every message already waiting, without blocking."""
+        recv = self._requests.recv
+        while True:
+            try:
+                data = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(messages.decode(data))
+
+    def _handle(self, message: tuple) -> None:
+        kind, api_server, entries = message
+        if kind == messages.REQUESTS:
+            append = self.pending.append
+            for uid, deadline, content_type, body in entries:
+                append(WorkItem(api_server, uid, deadline, content_type, body))
+        elif kind == messages.CANCEL:
+            now = time.monotonic()
+            for uid in entries:
+                self._cancelled[(api_server, uid)] = now
+            if len(self._cancelled) > 10_000:
+                self._forget_old_cancellations(now)
+
+    def take(self, limit: int) -> List[WorkItem]:
+        """Up to ``limit`` queued requests that are still wanted (not cancelled, not past their deadline)."""
+        taken = []
+        pending = self.pending
+        now = time.monotonic()
+        while pending and len(taken) < limit:
+            item = pending.popleft()
+            if self._cancelled and self._cancelled.pop(item.key, None) is not None:
+                continue
+            if item.deadline is not None and now > item.deadline:
+                continue  # the API process already answered 504
+            taken.append(item)
+        return taken
+
+    def is_cancelled(self, item: WorkItem) -> bool:
+        """Whether the client of ``item`` went away; checks for new messages first."""
+        self.drain()
+        return item.key in self._cancelled
+
+    def _forget_old_cancellations(self, now: float) -> None:
+        self._cancelled = {key: t for key, t in self._cancelled.items() if now - t < _CANCEL_MEMORY_S}
+
+    # --- sending ----------------------------------------------------------------------------------
+
+    def announce_ready(self, worker_id: int) -> None:
+        data = messages.encode((messages.WORKER_READY, worker_id))
+        for sock in self._replies:
+            sock.send(data)
+
+    def send(self, replies: Iterable[Outgoing]) -> None:
+        """Send replies, one message per API process."""
+        grouped: Dict[int, list] = {}
+        for item, status, headers, body, done in replies:
+            grouped.setdefault(item.api_server, []).append((item.uid, status, headers, body, done))
+            if done and self._cancelled:
+                self._cancelled.pop(item.key, None)
+        for api_server, entries in grouped.items():
+            self._replies[api_server].send(messages.encode((messages.RESPONSES, entries)))
+
+    def send_one(self, item: WorkItem, status: int, headers: Any, body: bytes, done: bool) -> None:
+        entry = (item.uid, status, headers, body, done)
+        self._replies[item.api_server].send(messages.encode((messages.RESPONSES, [entry])))
+
+    def close(self) -> None:
+        self._context.destroy(linger=1000)

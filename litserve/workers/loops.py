@@ -1,0 +1,276 @@
+"""Worker loops: how queued requests are run through the hooks (single, batched, streaming)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, List, Optional
+
+from litserve import codec
+from litserve.transport.worker_channel import WorkerChannel, WorkItem
+from litserve.workers.hooks import HookRunner
+
+logger = logging.getLogger("litserve")
+
+
+class _Failure(Exception):
+    """Wraps an exception with the name of the hook that raised it."""
+
+    def __init__(self, hook: str, error: BaseException) -> None:
+        super().__init__(hook)
+        self.hook = hook
+        self.error = error
+
+    def reply(self) -> codec.Reply:
+        return codec.exception_reply(self.error, self.hook)
+
+
+class WorkerLoop:
+    """Base loop: waits for requests and hands them to ``step``."""
+
+    def __init__(self, runner: HookRunner, channel: WorkerChannel, request_model: Optional[type]) -> None:
+        self.runner = runner
+        self.channel = channel
+        self.request_model = request_model
+        self.max_batch_size = runner.options.max_batch_size
+        self.batch_timeout = runner.options.batch_timeout
+
+    def run(self) -> None:
+        channel = self.channel
+        while True:
+            if not channel.pending:
+                channel.wait(None)
+            items = self.collect()
+            if items:
+                self.step(items)
+
+    def collect(self) -> List[WorkItem]:
+        """Take up to ``max_batch_size`` requests, waiting at most ``batch_timeout`` for more to arrive."""
+        channel = self.channel
+        items = channel.take(self.max_batch_size)
+        if not items or len(items) >= self.max_batch_size or self.batch_timeout <= 0:
+            return items
+        give_up_at = time.monotonic() + self.batch_timeout
+        while len(items) < self.max_batch_size:
+            remaining = give_up_at - time.monotonic()
+            if remaining <= 0:
+                break
+            channel.wait(remaining)
+            items.extend(channel.take(self.max_batch_size - len(items)))
+        return items
+
+    def step(self, items: List[WorkItem]) -> None:
+        raise NotImplementedError
+
+    def decode(self, item: WorkItem, context: dict) -> Any:
+        try:
+            payload = codec.decode_payload(item.content_type, item.body, self.request_model)
+            return self.runner.decode(payload, context)
+        except Exception as exc:
+            raise _Failure("decode_request", exc) from None
+
+    def decode_each(self, items: List[WorkItem]) -> tuple:
+        """Decode every request; a failing one is answered at once and left out of the batch."""
+        live, inputs, contexts = [], [], []
+        for item in items:
+            context: dict = {}
+            try:
+                inputs.append(self.decode(item, context))
+            except _Failure as failure:
+                self.channel.send_one(item, *failure.reply(), True)
+                continue
+            live.append(item)
+            contexts.append(context)
+        return live, inputs, contexts
+
+    def unbatch(self, output: Any, expected: int) -> list:
+        try:
+            outputs = self.runner.unbatch(output)
+        except Exception as exc:
+            raise _Failure("unbatch", exc) from None
+        if len(outputs) != expected:
+            error = RuntimeError(f"unbatch returned {len(outputs)} outputs for a batch of {expected} requests")
+            raise _Failure("unbatch", error)
+        return outputs
+
+
+class SingleLoop(WorkerLoop):
+    """One request at a time: decode -> predict -> encode."""
+
+    def step(self, items: List[WorkItem]) -> None:
+        for item in items:
+            self.channel.send_one(item, *self.serve(item), True)
+
+    def serve(self, item: WorkItem) -> codec.Reply:
+        context: dict = {}
+        runner = self.runner
+        try:
+            x = self.decode(item, context)
+        except _Failure as failure:
+            return failure.reply()
+        try:
+            y = runner.predict(x, context)
+        except Exception as exc:
+            return codec.exception_reply(exc, "predict")
+        try:
+            return codec.encode_output(runner.encode(y, context))
+        except Exception as exc:
+            return codec.exception_reply(exc, "encode_response")
+
+
+class BatchedLoop(WorkerLoop):
+    """decode each -> batch -> predict -> unbatch -> encode each, one reply message per batch."""
+
+    def step(self, items: List[WorkItem]) -> None:
+        live, inputs, contexts = self.decode_each(items)
+        if not live:
+            return
+        runner = self.runner
+        try:
+            try:
+                x = runner.batch(inputs)
+            except Exception as exc:
+                raise _Failure("batch", exc) from None
+            try:
+                y = runner.predict(x, contexts)
+            except Exception as exc:
+                raise _Failure("predict", exc) from None
+            outputs = self.unbatch(y, len(live))
+        except _Failure as failure:
+            reply = failure.reply()
+            self.channel.send([(item, *reply, True) for item in live])
+            return
+        replies = []
+        for item, output, context in zip(live, outputs, contexts):
+            try:
+                reply = codec.encode_output(runner.encode(output, context))
+            except Exception as exc:
+                reply = codec.exception_reply(exc, "encode_response")
+            replies.append((item, *reply, True))
+        self.channel.send(replies)
+
+
+class _StreamState:
+    """Progress of one streamed response."""
+
+    __slots__ = ("item", "started", "finished")
+
+    def __init__(self, item: WorkItem) -> None:
+        self.item = item
+        self.started = False
+        self.finished = False
+
+
+class StreamingLoop(WorkerLoop):
+    """Generators: every item ``encode_response`` yields is sent as soon as it exists."""
+
+    def step(self, items: List[WorkItem]) -> None:
+        if self.max_batch_size == 1:
+            for item in items:
+                self.stream_one(item)
+        else:
+            self.stream_batch(items)
+
+    def stream_one(self, item: WorkItem) -> None:
+        runner = self.runner
+        state = _StreamState(item)
+        context: dict = {}
+        encoded = None
+        try:
+            x = self.decode(item, context)
+            hook = "predict"
+            try:
+                encoded = runner.encode(runner.predict(x, context), context)
+                for output in runner.iterate(encoded):
+                    if self.channel.is_cancelled(item):
+                        state.finished = True
+                        break
+                    self.send_item(state, output)
+            except _Failure:
+                raise
+            except Exception as exc:
+                raise _Failure(hook, exc) from None
+        except _Failure as failure:
+            self.fail(state, failure)
+        finally:
+            _close(encoded)
+        self.finish([state])
+
+    def stream_batch(self, items: List[WorkItem]) -> None:
+        live, inputs, contexts = self.decode_each(items)
+        if not live:
+            return
+        runner = self.runner
+        states = [_StreamState(item) for item in live]
+        encoded = None
+        try:
+            try:
+                x = runner.batch(inputs)
+                encoded = runner.encode(runner.predict(x, contexts), contexts)
+                batches = runner.iterate(encoded)
+                for batch_output in batches:
+                    outputs = self.unbatch(batch_output, len(states))
+                    for state, output in zip(states, outputs):
+                        if not state.finished and self.channel.is_cancelled(state.item):
+                            state.finished = True
+                        if not state.finished:
+                            self.send_item(state, output)
+                    if all(state.finished for state in states):
+                        break
+            except _Failure:
+                raise
+            except Exception as exc:
+                raise _Failure("predict", exc) from None
+        except _Failure as failure:
+            for state in states:
+                self.fail(state, failure)
+        finally:
+            _close(encoded)
+        self.finish(states)
+
+    def send_item(self, state: _StreamState, output: Any) -> None:
+        try:
+            chunk = codec.encode_stream_item(output)
+        except Exception as exc:
+            raise _Failure("encode_response", exc) from None
+        headers = None
+        if not state.started:
+            headers = codec.stream_headers(output)
+            state.started = True
+        self.channel.send_one(state.item, 200, headers, chunk, False)
+
+    def fail(self, state: _StreamState, failure: _Failure) -> None:
+        if state.finished:
+            return
+        state.finished = True
+        if state.started:
+            # The status line is already sent: log, and end the stream with an error marker.
+            codec.exception_reply(failure.error, failure.hook)
+            self.channel.send_one(state.item, 500, None, b"", True)
+        else:
+            self.channel.send_one(state.item, *failure.reply(), True)
+
+    def finish(self, states: List[_StreamState]) -> None:
+        done = [(state.item, 200, None, b"", True) for state in states if not state.finished]
+        if done:
+            self.channel.send(done)
+
+
+def _close(generator: Any) -> None:
+    """Stop a user generator early so its ``finally`` blocks run."""
+    close = getattr(generator, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            logger.debug("closing a response generator failed", exc_info=True)
+
+
+def make_loop(runner: HookRunner, channel: WorkerChannel, request_model: Optional[type]) -> WorkerLoop:
+    """Pick the loop that fits the API's options."""
+    options = runner.options
+    if options.stream:
+        return StreamingLoop(runner, channel, request_model)
+    if options.max_batch_size > 1:
+        return BatchedLoop(runner, channel, request_model)
+    return SingleLoop(runner, channel, request_model)

@@ -1,0 +1,87 @@
+"""The worker process: sets up the model on its device, then serves requests until told to stop."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import sys
+from dataclasses import dataclass
+from typing import Any, List, Optional
+
+from litserve.api import LitAPI, request_annotation
+from litserve.options import ApiOptions
+from litserve.transport.worker_channel import ParentGone, WorkerChannel
+from litserve.workers.hooks import HookRunner
+from litserve.workers.loops import make_loop
+
+logger = logging.getLogger("litserve")
+
+# Exit status of a worker whose ``setup`` raised: the supervisor stops the server instead of restarting it.
+EXIT_SETUP_FAILED = 3
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker process needs, sent to it when it starts."""
+
+    worker_id: int
+    api_index: int
+    device: str
+    lit_api: LitAPI
+    options: ApiOptions
+    request_endpoint: str
+    api_inboxes: List[str]
+    log_level: str = "info"
+
+    @property
+    def name(self) -> str:
+        return f"worker {self.worker_id} ({type(self.lit_api).__name__} on {self.device})"
+
+
+def pydantic_request_model(lit_api: LitAPI) -> Optional[type]:
+    """The pydantic model that request bodies are validated against, if ``decode_request`` names one."""
+    from pydantic import BaseModel
+
+    annotation = request_annotation(lit_api)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def run_worker(spec: WorkerSpec, ready: Any) -> None:
+    """Entry point of a worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the main process stops us.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    _configure_logging(spec.log_level)
+    parent = multiprocessing.parent_process()
+    channel = WorkerChannel(spec.request_endpoint, spec.api_inboxes, parent.sentinel if parent else None)
+    runner = HookRunner(spec.lit_api, spec.options)
+    try:
+        runner.resolve(spec.lit_api.setup(spec.device))
+    except BaseException:
+        logger.exception("setup failed in %s; the server will stop", spec.name)
+        channel.close()
+        sys.exit(EXIT_SETUP_FAILED)
+    ready.set()
+    channel.announce_ready(spec.worker_id)
+    loop = make_loop(runner, channel, pydantic_request_model(spec.lit_api))
+    try:
+        loop.run()
+    except ParentGone:
+        logger.debug("%s: the server process is gone, exiting", spec.name)
+    finally:
+        channel.close()
+
+
+def _exit_quietly(signum: int, frame: Any) -> None:
+    sys.exit(0)
+
+
+def _configure_logging(level: str) -> None:
+    root = logging.getLogger("litserve")
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s:     [litserve worker] %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level.upper())

@@ -1,0 +1,125 @@
+"""Fixtures that start real litserve servers (uvicorn on a loopback port, real worker processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import httpx
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STARTUP_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.02, message: str = "condition") -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    give_up_at = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > give_up_at:
+            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)
+
+
+class RunningServer:
+    """A server process started by the tests."""
+
+    def __init__(self, process: subprocess.Popen, port: int, log_path: Path) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> None:
+        give_up_at = time.monotonic() + timeout
+        while time.monotonic() < give_up_at:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"server not ready after {timeout} s:\n{self.output()}")
+
+    def wait_exit(self, timeout: float = 30) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        else:
+            # The main process is gone; make sure nothing it started lingers.
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def start_server(
+    tmp_path: Path,
+    api: Union[str, List[str]],
+    api_kwargs: Union[Dict[str, Any], List[Dict[str, Any]], None] = None,
+    env: Optional[Dict[str, str]] = None,
+    run_kwargs: Optional[Dict[str, Any]] = None,
+    wait: bool = True,
+    **server_kwargs: Any,
+) -> RunningServer:
+    apis = [api] if isinstance(api, str) else api
+    kwargs_list = api_kwargs if isinstance(api_kwargs, list) else [api_kwargs or {}] * len(apis)
+    port = free_port()
+    command = [sys.executable, "-m", "tests.launch", "--port", str(port)]
+    for target, kwargs in zip(apis, kwargs_list):
+        command += ["--api", target, "--api-kwargs", json.dumps(kwargs)]
+    command += ["--server-kwargs", json.dumps(server_kwargs), "--run-kwargs", json.dumps(run_kwargs or {})]
+    log_path = tmp_path / f"server-{port}.log"
+    process_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True
+        )
+    server = RunningServer(process, port, log_path)
+    if wait:
+        try:
+            server.wait_ready()
+        except BaseException:
+            server.stop()
+            raise
+    return server
+
+
+@pytest.fixture
+def serve(tmp_path):
+    """Start a server: ``serve("tests.apps:SquareAPI", max_batch_size=4)``; stopped after the test."""
+    started: List[RunningServer] = []
+
+    def _serve(api: Union[str, List[str]], **kwargs: Any) -> RunningServer:
+        server = start_server(tmp_path, api, **kwargs)
+        started.append(server)
+        return server
+
+    yield _serve
+    for server in started:
+        server.stop()
