@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Optional
 
-from litserve.options import UNSET, API_OPTION_DEFAULTS
+from litserve.options import API_OPTION_DEFAULTS, UNSET
 
 
 class LitAPI:

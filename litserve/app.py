@@ -1,7 +1,6 @@
 """Assembling the ASGI application: fast predict routes in front, FastAPI for everything else."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: FastAPI must see the real request model in annotations.
 import contextlib
 from typing import Any, Dict, List, Optional
 
@@ -82,11 +81,14 @@ def build_app(
     fast_routes: Dict[str, PredictEndpoint] = {}
 
     for route, (lit_api, opts) in enumerate(zip(lit_apis, options)):
-        endpoint = PredictEndpoint(route, runtime, timeout, max_payload_size, opts.stream)
+        # A LitAPI's own ``authorize`` replaces the API-key check.
+        authorize = getattr(lit_api, "authorize", None)
+        endpoint = PredictEndpoint(
+            route, runtime, timeout, max_payload_size, opts.stream, check_api_key=authorize is None
+        )
         paths = [opts.api_path]
         if opts.stream and opts.api_path == "/predict":
             paths.append(STREAM_ALIAS_PATH)
-        authorize = getattr(lit_api, "authorize", None)
         for path in paths:
             if authorize is not None:
                 _add_authorized_route(app, path, endpoint, authorize)

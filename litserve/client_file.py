@@ -7,13 +7,13 @@ import os
 
 logger = logging.getLogger("litserve")
 
-_TEMPLATE = '''\
+_TEMPLATE = """\
 # Sample client written by litserve. Edit the payload to match your API's decode_request.
 import requests
 
 response = requests.post("http://127.0.0.1:{port}{path}", json={{"input": 4.0}}{headers})
 print(f"Status: {{response.status_code}}\\nResponse:\\n {{response.text}}")
-'''
+"""
 
 
 def write_client_file(port: int, api_path: str, needs_api_key: bool, path: str = "client.py") -> None:

@@ -30,7 +30,7 @@ URLENCODED = "application/x-www-form-urlencoded"
 _CLIENT_GONE = (None, None, b"", True)
 
 
-class PayloadTooLarge(Exception):
+class PayloadTooLargeError(Exception):
     pass
 
 
@@ -52,8 +52,10 @@ class PredictEndpoint:
         timeout: Optional[float],
         max_payload_size: Optional[int],
         stream: bool,
+        check_api_key: bool = True,
     ) -> None:
         self.route = route
+        self.check_api_key = check_api_key
         self.runtime = runtime
         self.timeout = timeout
         self.max_payload_size = max_payload_size
@@ -65,8 +67,10 @@ class PredictEndpoint:
             return
         headers = scope["headers"]
         authenticate = self.runtime.authenticate
-        if authenticate is not None and not authenticate(headers):
-            await send_reply(send, codec.error_reply(401, "Invalid or missing API key: send it in the X-API-Key header"))
+        if authenticate is not None and self.check_api_key and not authenticate(headers):
+            await send_reply(
+                send, codec.error_reply(401, "Invalid or missing API key: send it in the X-API-Key header")
+            )
             return
         content_type = b""
         content_length = None
@@ -76,7 +80,12 @@ class PredictEndpoint:
             elif name == b"content-length":
                 content_length = value
         limit = self.max_payload_size
-        if limit is not None and content_length is not None and content_length.isdigit() and int(content_length) > limit:
+        if (
+            limit is not None
+            and content_length is not None
+            and content_length.isdigit()
+            and int(content_length) > limit
+        ):
             await send_reply(send, _too_large(limit))
             return
         try:
@@ -97,7 +106,7 @@ class PredictEndpoint:
                 body = await _read_form(scope, receive)
             else:
                 body = await read_body(receive, limit)
-        except PayloadTooLarge:
+        except PayloadTooLargeError:
             await send_reply(send, _too_large(limit))
             return
         except ValueError as exc:
@@ -174,7 +183,7 @@ async def read_body(receive: Receive, limit: Optional[int]) -> Optional[bytes]:
         if chunk:
             size += len(chunk)
             if limit is not None and size > limit:
-                raise PayloadTooLarge()
+                raise PayloadTooLargeError()
             chunks.append(chunk)
         if not message.get("more_body", False):
             break

@@ -29,6 +29,7 @@ from litserve.options import (
 from litserve.routes import Runtime
 from litserve.supervisor import Supervisor
 from litserve.transport.messages import Endpoints
+from litserve.uvicorn_server import UvicornServer
 from litserve.workers.process import WorkerSpec
 
 logger = logging.getLogger("litserve")
@@ -194,9 +195,7 @@ class LitServer:
         return uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
 
     def _run_single(self, host: str, port: int, log_level: str, specs: list, inboxes: list, opts: dict) -> bool:
-        import uvicorn
-
-        server = uvicorn.Server(self._uvicorn_config(host, port, log_level, opts))
+        server = UvicornServer(self._uvicorn_config(host, port, log_level, opts))
 
         def stop_server(reason: str) -> None:
             server.should_exit = True
@@ -261,10 +260,8 @@ class LitServer:
         return bool(fatal)
 
     def _serve_api_process(self, index: int, config: Any, sock: Any) -> None:
-        import uvicorn
-
         self._process_state.api_server = index
-        uvicorn.Server(config).run(sockets=[sock])
+        UvicornServer(config).run(sockets=[sock])
 
     def _worker_specs(self, endpoints: Endpoints, inboxes: List[str], log_level: str) -> List[WorkerSpec]:
         specs = []

@@ -126,7 +126,7 @@ class Supervisor:
         finally:
             notifier.close()
 
-    def _handle_exit(self, worker: _Worker, notifier: "_ApiNotifier", restart_at: Dict[int, float]) -> None:
+    def _handle_exit(self, worker: _Worker, notifier: _ApiNotifier, restart_at: Dict[int, float]) -> None:
         worker.watching = False
         process = worker.process
         process.join(timeout=1)

@@ -339,3 +339,11 @@ class NumpyAPI(ls.LitAPI):
 
     def predict(self, request):
         return {"array": self.np.arange(3, dtype=self.np.float32) * request["scale"]}
+
+
+class GatedPidAPI(PidAPI):
+    """Slow enough that concurrent requests spread over workers."""
+
+    def predict(self, x):
+        time.sleep(0.05)
+        return super().predict(x)

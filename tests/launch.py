@@ -1,6 +1,6 @@
 """Starts a real litserve server for the end-to-end tests.
 
-    python -m tests.launch --api tests.apps:SquareAPI --port 8000 [--api-kwargs JSON] [--server-kwargs JSON]
+python -m tests.launch --api tests.apps:SquareAPI --port 8000 [--api-kwargs JSON] [--server-kwargs JSON]
 """
 
 from __future__ import annotations

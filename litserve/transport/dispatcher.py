@@ -205,7 +205,9 @@ class Dispatcher:
         lost = [p for p in self._pending.values() if p.worker_id == worker_id]
         if lost:
             logger.warning("%d request(s) failed because worker %d %s", len(lost), worker_id, description)
-        status, headers, body = error_reply(503, f"The worker serving this request stopped unexpectedly ({description}).")
+        status, headers, body = error_reply(
+            503, f"The worker serving this request stopped unexpectedly ({description})."
+        )
         for pending in lost:
             del self._pending[pending.uid]
             self._outstanding[worker_id] -= 1

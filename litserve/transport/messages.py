@@ -49,7 +49,7 @@ class Endpoints:
         self.base_dir = base_dir
 
     @classmethod
-    def create(cls) -> "Endpoints":
+    def create(cls) -> Endpoints:
         return cls(tempfile.mkdtemp(prefix="litserve-"))
 
     def api_inbox(self, api_server: int) -> str:

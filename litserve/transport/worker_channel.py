@@ -11,7 +11,7 @@ import zmq
 from litserve.transport import messages
 
 
-class ParentGone(Exception):
+class ParentGoneError(Exception):
     """The process that started this worker has exited; the worker must exit too."""
 
 
@@ -68,7 +68,7 @@ class WorkerChannel:
         timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
         events = dict(self._poller.poll(timeout_ms))
         if self._parent_sentinel is not None and self._parent_sentinel in events:
-            raise ParentGone()
+            raise ParentGoneError()
         self.drain()
 
     def drain(self) -> None:

@@ -13,7 +13,7 @@ from litserve.workers.hooks import HookRunner
 logger = logging.getLogger("litserve")
 
 
-class _Failure(Exception):
+class _HookFailedError(Exception):
     """Wraps an exception with the name of the hook that raised it."""
 
     def __init__(self, hook: str, error: BaseException) -> None:
@@ -67,7 +67,7 @@ class WorkerLoop:
             payload = codec.decode_payload(item.content_type, item.body, self.request_model)
             return self.runner.decode(payload, context)
         except Exception as exc:
-            raise _Failure("decode_request", exc) from None
+            raise _HookFailedError("decode_request", exc) from None
 
     def decode_each(self, items: List[WorkItem]) -> tuple:
         """Decode every request; a failing one is answered at once and left out of the batch."""
@@ -76,7 +76,7 @@ class WorkerLoop:
             context: dict = {}
             try:
                 inputs.append(self.decode(item, context))
-            except _Failure as failure:
+            except _HookFailedError as failure:
                 self.channel.send_one(item, *failure.reply(), True)
                 continue
             live.append(item)
@@ -87,10 +87,10 @@ class WorkerLoop:
         try:
             outputs = self.runner.unbatch(output)
         except Exception as exc:
-            raise _Failure("unbatch", exc) from None
+            raise _HookFailedError("unbatch", exc) from None
         if len(outputs) != expected:
             error = RuntimeError(f"unbatch returned {len(outputs)} outputs for a batch of {expected} requests")
-            raise _Failure("unbatch", error)
+            raise _HookFailedError("unbatch", error)
         return outputs
 
 
@@ -106,7 +106,7 @@ class SingleLoop(WorkerLoop):
         runner = self.runner
         try:
             x = self.decode(item, context)
-        except _Failure as failure:
+        except _HookFailedError as failure:
             return failure.reply()
         try:
             y = runner.predict(x, context)
@@ -130,13 +130,13 @@ class BatchedLoop(WorkerLoop):
             try:
                 x = runner.batch(inputs)
             except Exception as exc:
-                raise _Failure("batch", exc) from None
+                raise _HookFailedError("batch", exc) from None
             try:
                 y = runner.predict(x, contexts)
             except Exception as exc:
-                raise _Failure("predict", exc) from None
+                raise _HookFailedError("predict", exc) from None
             outputs = self.unbatch(y, len(live))
-        except _Failure as failure:
+        except _HookFailedError as failure:
             reply = failure.reply()
             self.channel.send([(item, *reply, True) for item in live])
             return
@@ -186,11 +186,11 @@ class StreamingLoop(WorkerLoop):
                         state.finished = True
                         break
                     self.send_item(state, output)
-            except _Failure:
+            except _HookFailedError:
                 raise
             except Exception as exc:
-                raise _Failure(hook, exc) from None
-        except _Failure as failure:
+                raise _HookFailedError(hook, exc) from None
+        except _HookFailedError as failure:
             self.fail(state, failure)
         finally:
             _close(encoded)
@@ -217,11 +217,11 @@ class StreamingLoop(WorkerLoop):
                             self.send_item(state, output)
                     if all(state.finished for state in states):
                         break
-            except _Failure:
+            except _HookFailedError:
                 raise
             except Exception as exc:
-                raise _Failure("predict", exc) from None
-        except _Failure as failure:
+                raise _HookFailedError("predict", exc) from None
+        except _HookFailedError as failure:
             for state in states:
                 self.fail(state, failure)
         finally:
@@ -232,14 +232,14 @@ class StreamingLoop(WorkerLoop):
         try:
             chunk = codec.encode_stream_item(output)
         except Exception as exc:
-            raise _Failure("encode_response", exc) from None
+            raise _HookFailedError("encode_response", exc) from None
         headers = None
         if not state.started:
             headers = codec.stream_headers(output)
             state.started = True
         self.channel.send_one(state.item, 200, headers, chunk, False)
 
-    def fail(self, state: _StreamState, failure: _Failure) -> None:
+    def fail(self, state: _StreamState, failure: _HookFailedError) -> None:
         if state.finished:
             return
         state.finished = True

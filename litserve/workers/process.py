@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 from litserve.api import LitAPI, request_annotation
 from litserve.options import ApiOptions
-from litserve.transport.worker_channel import ParentGone, WorkerChannel
+from litserve.transport.worker_channel import ParentGoneError, WorkerChannel
 from litserve.workers.hooks import HookRunner
 from litserve.workers.loops import make_loop
 
@@ -68,7 +68,7 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     loop = make_loop(runner, channel, pydantic_request_model(spec.lit_api))
     try:
         loop.run()
-    except ParentGone:
+    except ParentGoneError:
         logger.debug("%s: the server process is gone, exiting", spec.name)
     finally:
         channel.close()
