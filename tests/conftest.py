@@ -94,11 +94,29 @@ def start_server(
     for target, kwargs in zip(apis, kwargs_list):
         command += ["--api", target, "--api-kwargs", json.dumps(kwargs)]
     command += ["--server-kwargs", json.dumps(server_kwargs), "--run-kwargs", json.dumps(run_kwargs or {})]
+    return launch(command, tmp_path, port, env=env, wait=wait)
+
+
+def start_script(tmp_path: Path, script: Path, env: Optional[Dict[str, str]] = None) -> RunningServer:
+    """Run a user-style ``server.py`` (which reads its port from ``PORT``) from ``tmp_path``."""
+    port = free_port()
+    env = {"PORT": str(port), "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    return launch([sys.executable, str(script)], tmp_path, port, env=env, cwd=tmp_path)
+
+
+def launch(
+    command: List[str],
+    tmp_path: Path,
+    port: int,
+    env: Optional[Dict[str, str]] = None,
+    wait: bool = True,
+    cwd: Path = REPO_ROOT,
+) -> RunningServer:
     log_path = tmp_path / f"server-{port}.log"
     process_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True
+            command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, env=process_env, start_new_session=True
         )
     server = RunningServer(process, port, log_path)
     if wait:
@@ -117,6 +135,21 @@ def serve(tmp_path):
 
     def _serve(api: Union[str, List[str]], **kwargs: Any) -> RunningServer:
         server = start_server(tmp_path, api, **kwargs)
+        started.append(server)
+        return server
+
+    yield _serve
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def serve_script(tmp_path):
+    """Run a ``server.py`` as a user would; stopped after the test."""
+    started: List[RunningServer] = []
+
+    def _serve(script: Path, **kwargs: Any) -> RunningServer:
+        server = start_script(tmp_path, script, **kwargs)
         started.append(server)
         return server
 

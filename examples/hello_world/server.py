@@ -4,6 +4,8 @@ Run:    python examples/hello_world/server.py
 Query:  curl -X POST http://127.0.0.1:8000/predict -H "Content-Type: application/json" -d '{"input": 4.0}'
 """
 
+import os
+
 import litserve as ls
 
 
@@ -23,4 +25,4 @@ class SimpleLitAPI(ls.LitAPI):
 
 if __name__ == "__main__":
     server = ls.LitServer(SimpleLitAPI(), accelerator="auto")
-    server.run(port=8000)
+    server.run(port=int(os.environ.get("PORT", 8000)))
