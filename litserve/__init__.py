@@ -1,11 +1,23 @@
 """litserve: turn any model into a fast, dependable HTTP API."""
 
-from fastapi import Request, Response
+from fastapi import HTTPException, Request, Response
 
 from litserve.api import LitAPI
 from litserve.forms import UploadedFile
 from litserve.server import LitServer
+from litserve.specs import LitSpec, OpenAIEmbeddingSpec, OpenAISpec
 
 __version__ = "0.1.0"
 
-__all__ = ["LitAPI", "LitServer", "Request", "Response", "UploadedFile", "__version__"]
+__all__ = [
+    "HTTPException",
+    "LitAPI",
+    "LitServer",
+    "LitSpec",
+    "OpenAIEmbeddingSpec",
+    "OpenAISpec",
+    "Request",
+    "Response",
+    "UploadedFile",
+    "__version__",
+]

@@ -68,14 +68,17 @@ class LitAPI:
         """Load the model onto ``device`` (``"cpu"``, ``"cuda:0"``, ``"mps"``). Runs once per worker."""
 
     def decode_request(self, request: Any, **kwargs: Any) -> Any:
-        """Turn the request payload into the model's input. Default: the payload unchanged."""
-        spec = getattr(self, "_spec", None)
+        """Turn the request payload into the model's input. Default: the payload unchanged (or the spec's)."""
+        spec = getattr(self, "spec", None)
         if spec is not None:
             return spec.decode_request(request, **kwargs)
         return request
 
     def batch(self, inputs: list) -> Any:
         """Combine decoded inputs into one batch. Default: stack tensors and arrays, else the list."""
+        spec = getattr(self, "spec", None)
+        if spec is not None:
+            return spec.batch(inputs)
         return stack_inputs(inputs)
 
     def predict(self, x: Any, **kwargs: Any) -> Any:
@@ -84,11 +87,14 @@ class LitAPI:
 
     def unbatch(self, output: Any) -> list:
         """Split a batched output into one output per request. Default: split along the first axis."""
+        spec = getattr(self, "spec", None)
+        if spec is not None:
+            return spec.unbatch(output)
         return list(output)
 
     def encode_response(self, output: Any, **kwargs: Any) -> Any:
-        """Turn the model's output into the response payload. Default: the output unchanged."""
-        spec = getattr(self, "_spec", None)
+        """Turn the model's output into the response payload. Default: the output unchanged (or the spec's)."""
+        spec = getattr(self, "spec", None)
         if spec is not None:
             return spec.encode_response(output, **kwargs)
         return output

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from litserve.api import LitAPI, request_annotation, response_annotation
+from litserve.codec import detail_error_body
 from litserve.options import ApiOptions
 from litserve.routes import PredictEndpoint, Runtime
 from litserve.transport.dispatcher import Dispatcher
@@ -81,20 +82,29 @@ def build_app(
     fast_routes: Dict[str, PredictEndpoint] = {}
 
     for route, (lit_api, opts) in enumerate(zip(lit_apis, options)):
+        spec = opts.spec
         # A LitAPI's own ``authorize`` replaces the API-key check.
         authorize = getattr(lit_api, "authorize", None)
         endpoint = PredictEndpoint(
-            route, runtime, timeout, max_payload_size, opts.stream, check_api_key=authorize is None
+            route,
+            runtime,
+            timeout,
+            max_payload_size,
+            stream=spec.may_stream if spec is not None else opts.stream,
+            check_api_key=authorize is None,
+            error_body=spec.error_body if spec is not None else detail_error_body,
         )
         paths = [opts.api_path]
-        if opts.stream and opts.api_path == "/predict":
+        if spec is None and opts.stream and opts.api_path == "/predict":
             paths.append(STREAM_ALIAS_PATH)
         for path in paths:
             if authorize is not None:
                 _add_authorized_route(app, path, endpoint, authorize)
             else:
                 fast_routes[path] = endpoint
-                _add_documented_route(app, path, lit_api)
+                _add_documented_route(app, path, lit_api, spec)
+        if spec is not None:
+            spec.add_routes(app, runtime, lit_apis)
 
     @app.get(healthcheck_path, include_in_schema=False)
     async def health() -> Response:
@@ -110,10 +120,13 @@ def build_app(
     return app, LitApp(app, fast_routes)
 
 
-def _add_documented_route(app: FastAPI, path: str, lit_api: LitAPI) -> None:
+def _add_documented_route(app: FastAPI, path: str, lit_api: LitAPI, spec: Any) -> None:
     """Describe a fast route in the OpenAPI schema; requests never reach this FastAPI handler."""
-    request_model = _pydantic_model(request_annotation(lit_api))
-    response_model = _pydantic_model(response_annotation(lit_api))
+    if spec is not None:
+        request_model, response_model = spec.request_model, None
+    else:
+        request_model = _pydantic_model(request_annotation(lit_api))
+        response_model = _pydantic_model(response_annotation(lit_api))
 
     if request_model is not None:
 

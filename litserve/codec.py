@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -118,19 +118,32 @@ def _to_jsonable(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def error_reply(status: int, detail: Any, headers: Headers = None) -> Reply:
-    """An error response in the same shape FastAPI uses: ``{"detail": ...}``."""
+# Turns (status, detail) into an error body; specs such as OpenAI's bring their own.
+ErrorBody = Callable[[int, Any], bytes]
+
+
+def detail_error_body(status: int, detail: Any) -> bytes:
+    """The error shape FastAPI uses: ``{"detail": ...}``."""
+    return orjson.dumps({"detail": detail})
+
+
+def error_reply(status: int, detail: Any, headers: Headers = None, error_body: ErrorBody = detail_error_body) -> Reply:
+    """A complete JSON error response."""
     if headers:
         headers = [(b"content-type", b"application/json"), *headers]
-    return status, headers, orjson.dumps({"detail": detail})
+    return status, headers, error_body(status, detail)
 
 
-def exception_reply(exc: BaseException, hook: str) -> Reply:
+def exception_reply(exc: BaseException, hook: str, error_body: ErrorBody = detail_error_body) -> Reply:
     """The response for an exception raised while serving; never exposes a traceback."""
     if isinstance(exc, RequestError):
-        return error_reply(exc.status, exc.detail)
+        return error_reply(exc.status, exc.detail, error_body=error_body)
     if isinstance(exc, HTTPException):
         headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()] or None
-        return error_reply(exc.status_code, exc.detail, headers)
+        return error_reply(exc.status_code, exc.detail, headers, error_body)
     logger.error("%s raised %s", hook, type(exc).__name__, exc_info=exc)
-    return error_reply(500, f"Internal server error: {hook} failed ({type(exc).__name__}). See the server log.")
+    return error_reply(500, internal_error_message(exc, hook), error_body=error_body)
+
+
+def internal_error_message(exc: BaseException, hook: str) -> str:
+    return f"Internal server error: {hook} failed ({type(exc).__name__}). See the server log."

@@ -53,9 +53,11 @@ class PredictEndpoint:
         max_payload_size: Optional[int],
         stream: bool,
         check_api_key: bool = True,
+        error_body: codec.ErrorBody = codec.detail_error_body,
     ) -> None:
         self.route = route
         self.check_api_key = check_api_key
+        self.error_body = error_body
         self.runtime = runtime
         self.timeout = timeout
         self.max_payload_size = max_payload_size
@@ -63,14 +65,12 @@ class PredictEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
-            await send_reply(send, codec.error_reply(405, "Method Not Allowed", [(b"allow", b"POST")]))
+            await send_reply(send, self.error(405, "Method Not Allowed", [(b"allow", b"POST")]))
             return
         headers = scope["headers"]
         authenticate = self.runtime.authenticate
         if authenticate is not None and self.check_api_key and not authenticate(headers):
-            await send_reply(
-                send, codec.error_reply(401, "Invalid or missing API key: send it in the X-API-Key header")
-            )
+            await send_reply(send, self.error(401, "Invalid or missing API key: send it in the X-API-Key header"))
             return
         content_type = b""
         content_length = None
@@ -86,12 +86,12 @@ class PredictEndpoint:
             and content_length.isdigit()
             and int(content_length) > limit
         ):
-            await send_reply(send, _too_large(limit))
+            await send_reply(send, self.error(413, _too_large_message(limit)))
             return
         try:
             kind = _body_kind(content_type)
         except ValueError as exc:
-            await send_reply(send, codec.error_reply(400, str(exc)))
+            await send_reply(send, self.error(400, str(exc)))
             return
         try:
             if kind == URLENCODED:
@@ -107,15 +107,15 @@ class PredictEndpoint:
             else:
                 body = await read_body(receive, limit)
         except PayloadTooLargeError:
-            await send_reply(send, _too_large(limit))
+            await send_reply(send, self.error(413, _too_large_message(limit)))
             return
         except ValueError as exc:
-            await send_reply(send, codec.error_reply(400, str(exc)))
+            await send_reply(send, self.error(400, str(exc)))
             return
         if body is None:
             return  # client disconnected while sending
         if not body:
-            await send_reply(send, codec.error_reply(400, "Request body is empty: send a JSON document"))
+            await send_reply(send, self.error(400, "Request body is empty: send a JSON document"))
             return
         await self.serve(kind, body, receive, send)
 
@@ -125,7 +125,7 @@ class PredictEndpoint:
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = dispatcher.submit(self.route, content_type, body, deadline, self.stream)
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(timeout, _expire, dispatcher, pending) if timeout is not None else None
+        timer = loop.call_later(timeout, self._expire, pending) if timeout is not None else None
         watcher = loop.create_task(_watch_disconnect(receive, dispatcher, pending))
         try:
             first = await pending.future
@@ -145,6 +145,15 @@ class PredictEndpoint:
         finally:
             if not watcher.done():
                 dispatcher.abandon(pending)
+
+    def error(self, status: int, detail: str, headers: Optional[list] = None) -> codec.Reply:
+        return codec.error_reply(status, detail, headers, self.error_body)
+
+    def _expire(self, pending: Pending) -> None:
+        if pending.future.done():
+            return  # streaming has started: the timeout covers the wait for the first item
+        if self.runtime.dispatcher.abandon(pending):
+            pending.future.set_result((*self.error(504, "Request timed out"), True))
 
     async def _relay_stream(self, pending: Pending, status: int, headers: Any, data: bytes, send: Send) -> None:
         await send({"type": "http.response.start", "status": status, "headers": headers or codec.JSON_LINES_HEADERS})
@@ -227,15 +236,8 @@ def _urlencoded_form(body: bytes) -> bytes:
     return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL) if fields else b""
 
 
-def _too_large(limit: int) -> codec.Reply:
-    return codec.error_reply(413, f"Request body is larger than the server's limit of {limit} bytes")
-
-
-def _expire(dispatcher: Dispatcher, pending: Pending) -> None:
-    if pending.future.done():
-        return  # streaming has started: the timeout covers the wait for the first item
-    if dispatcher.abandon(pending):
-        pending.future.set_result((*codec.error_reply(504, "Request timed out"), True))
+def _too_large_message(limit: int) -> str:
+    return f"Request body is larger than the server's limit of {limit} bytes"
 
 
 async def _watch_disconnect(receive: Receive, dispatcher: Dispatcher, pending: Pending) -> None:

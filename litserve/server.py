@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -104,6 +105,8 @@ class LitServer:
         self.api_options: List[ApiOptions] = []
         for api in lit_apis:
             opts = resolve_api_options(api._resolved_explicit_options(), server_given)
+            if opts.spec is not None:
+                opts = _bind_spec(api, opts)
             _check_hooks(api, opts)
             for name in ("max_batch_size", "batch_timeout", "api_path", "stream", "spec", "enable_async"):
                 setattr(api, name, getattr(opts, name))
@@ -338,6 +341,19 @@ def _check_hooks(api: LitAPI, opts: ApiOptions) -> None:
         encode_overridden = type(api).encode_response is not LitAPI.encode_response
         if opts.stream and encode_overridden and not is_generator_hook(api.encode_response):
             raise ValueError(f"stream=True needs {name}.encode_response to be a generator (use yield)")
+
+
+def _bind_spec(api: LitAPI, opts: ApiOptions) -> ApiOptions:
+    """A spec decides the API's route; it gets its own copy so two APIs never share one."""
+    import copy
+
+    from litserve.specs.base import LitSpec
+
+    if not isinstance(opts.spec, LitSpec):
+        raise ValueError(f"spec must be a LitSpec such as OpenAISpec(), got {opts.spec!r}")
+    spec = copy.copy(opts.spec)
+    spec.setup(api)
+    return dataclasses.replace(opts, spec=spec, api_path=spec.api_path)
 
 
 def _check_unique_paths(options: List[ApiOptions], healthcheck_path: str, info_path: str) -> None:

@@ -347,3 +347,63 @@ class GatedPidAPI(PidAPI):
     def predict(self, x):
         time.sleep(0.05)
         return super().predict(x)
+
+
+class ContextEchoChatAPI(ls.LitAPI):
+    """Replies with the request's options as JSON, to show what reaches the hooks."""
+
+    def setup(self, device):
+        pass
+
+    def predict(self, messages, context):
+        import json
+
+        yield json.dumps(
+            {
+                "messages": messages,
+                "response_format": context.get("response_format"),
+                "temperature": context.get("temperature"),
+                "max_tokens": context.get("max_tokens"),
+                "metadata": context.get("metadata"),
+            }
+        )
+
+
+class FailingChatAPI(ls.LitAPI):
+    """Streams one word, then fails."""
+
+    def setup(self, device):
+        pass
+
+    def predict(self, messages):
+        yield "partial"
+        raise RuntimeError("the model ran out of memory")
+
+
+class LengthLimitedChatAPI(ls.LitAPI):
+    """Yields one token per item up to max_tokens, reporting usage."""
+
+    def setup(self, device):
+        pass
+
+    def predict(self, messages, context):
+        limit = context.get("max_tokens") or 100
+        for i in range(min(limit, 5)):
+            yield {"content": f"t{i} ", "completion_tokens": 1, "prompt_tokens": 7}
+
+
+class BatchedChatAPI(ls.LitAPI):
+    """Batched chat: each step yields one word for every request in the batch."""
+
+    def setup(self, device):
+        pass
+
+    def batch(self, inputs):
+        return inputs
+
+    def predict(self, batch):
+        for step in range(3):
+            yield [f"{len(batch)}:{messages[-1]['content']}:{step} " for messages in batch]
+
+    def unbatch(self, output):
+        return output

@@ -17,6 +17,17 @@ def load(target: str):
     return getattr(importlib.import_module(module_name), attr)
 
 
+SPECS = {"openai": ls.OpenAISpec, "openai_embedding": ls.OpenAIEmbeddingSpec}
+
+
+def build_spec(value):
+    """``{"__spec__": "openai", **kwargs}`` in JSON stands for ``OpenAISpec(**kwargs)``."""
+    if isinstance(value, dict) and "__spec__" in value:
+        kwargs = dict(value)
+        return SPECS[kwargs.pop("__spec__")](**kwargs)
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--api", action="append", required=True, help="module:Class; repeat for several APIs")
@@ -27,7 +38,10 @@ def main() -> None:
     args = parser.parse_args()
     api_kwargs = args.api_kwargs or ["{}"] * len(args.api)
     apis = [load(target)(**json.loads(kwargs)) for target, kwargs in zip(args.api, api_kwargs)]
-    server = ls.LitServer(apis if len(apis) > 1 else apis[0], **json.loads(args.server_kwargs))
+    server_kwargs = json.loads(args.server_kwargs)
+    if "spec" in server_kwargs:
+        server_kwargs["spec"] = build_spec(server_kwargs["spec"])
+    server = ls.LitServer(apis if len(apis) > 1 else apis[0], **server_kwargs)
     run_kwargs = {"generate_client_file": False, "host": "127.0.0.1", **json.loads(args.run_kwargs)}
     server.run(port=args.port, **run_kwargs)
 

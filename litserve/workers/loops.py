@@ -9,6 +9,7 @@ from typing import Any, List, Optional
 from litserve import codec
 from litserve.transport.worker_channel import WorkerChannel, WorkItem
 from litserve.workers.hooks import HookRunner
+from litserve.workers.protocol import JsonProtocol
 
 logger = logging.getLogger("litserve")
 
@@ -21,17 +22,18 @@ class _HookFailedError(Exception):
         self.hook = hook
         self.error = error
 
-    def reply(self) -> codec.Reply:
-        return codec.exception_reply(self.error, self.hook)
+    def reply(self, error_body: codec.ErrorBody) -> codec.Reply:
+        return codec.exception_reply(self.error, self.hook, error_body)
 
 
 class WorkerLoop:
     """Base loop: waits for requests and hands them to ``step``."""
 
-    def __init__(self, runner: HookRunner, channel: WorkerChannel, request_model: Optional[type]) -> None:
+    def __init__(self, runner: HookRunner, channel: WorkerChannel, protocol: Optional[JsonProtocol] = None) -> None:
         self.runner = runner
         self.channel = channel
-        self.request_model = request_model
+        self.protocol = protocol or JsonProtocol()
+        self.error_body = self.protocol.error_body
         self.max_batch_size = runner.options.max_batch_size
         self.batch_timeout = runner.options.batch_timeout
 
@@ -64,7 +66,8 @@ class WorkerLoop:
 
     def decode(self, item: WorkItem, context: dict) -> Any:
         try:
-            payload = codec.decode_payload(item.content_type, item.body, self.request_model)
+            payload = self.protocol.parse(item)
+            self.protocol.prepare_context(payload, context)
             return self.runner.decode(payload, context)
         except Exception as exc:
             raise _HookFailedError("decode_request", exc) from None
@@ -77,7 +80,7 @@ class WorkerLoop:
             try:
                 inputs.append(self.decode(item, context))
             except _HookFailedError as failure:
-                self.channel.send_one(item, *failure.reply(), True)
+                self.channel.send_one(item, *failure.reply(self.error_body), True)
                 continue
             live.append(item)
             contexts.append(context)
@@ -107,15 +110,15 @@ class SingleLoop(WorkerLoop):
         try:
             x = self.decode(item, context)
         except _HookFailedError as failure:
-            return failure.reply()
+            return failure.reply(self.error_body)
         try:
             y = runner.predict(x, context)
         except Exception as exc:
-            return codec.exception_reply(exc, "predict")
+            return codec.exception_reply(exc, "predict", self.error_body)
         try:
-            return codec.encode_output(runner.encode(y, context))
+            return self.protocol.reply(runner.encode(y, context), context)
         except Exception as exc:
-            return codec.exception_reply(exc, "encode_response")
+            return codec.exception_reply(exc, "encode_response", self.error_body)
 
 
 class BatchedLoop(WorkerLoop):
@@ -137,15 +140,15 @@ class BatchedLoop(WorkerLoop):
                 raise _HookFailedError("predict", exc) from None
             outputs = self.unbatch(y, len(live))
         except _HookFailedError as failure:
-            reply = failure.reply()
+            reply = failure.reply(self.error_body)
             self.channel.send([(item, *reply, True) for item in live])
             return
         replies = []
         for item, output, context in zip(live, outputs, contexts):
             try:
-                reply = codec.encode_output(runner.encode(output, context))
+                reply = self.protocol.reply(runner.encode(output, context), context)
             except Exception as exc:
-                reply = codec.exception_reply(exc, "encode_response")
+                reply = codec.exception_reply(exc, "encode_response", self.error_body)
             replies.append((item, *reply, True))
         self.channel.send(replies)
 
@@ -193,7 +196,7 @@ class StreamingLoop(WorkerLoop):
         except _HookFailedError as failure:
             self.fail(state, failure)
         finally:
-            _close(encoded)
+            close_generator(encoded)
         self.finish([state])
 
     def stream_batch(self, items: List[WorkItem]) -> None:
@@ -225,7 +228,7 @@ class StreamingLoop(WorkerLoop):
             for state in states:
                 self.fail(state, failure)
         finally:
-            _close(encoded)
+            close_generator(encoded)
         self.finish(states)
 
     def send_item(self, state: _StreamState, output: Any) -> None:
@@ -248,7 +251,7 @@ class StreamingLoop(WorkerLoop):
             codec.exception_reply(failure.error, failure.hook)
             self.channel.send_one(state.item, 500, None, b"", True)
         else:
-            self.channel.send_one(state.item, *failure.reply(), True)
+            self.channel.send_one(state.item, *failure.reply(self.error_body), True)
 
     def finish(self, states: List[_StreamState]) -> None:
         done = [(state.item, 200, None, b"", True) for state in states if not state.finished]
@@ -256,7 +259,7 @@ class StreamingLoop(WorkerLoop):
             self.channel.send(done)
 
 
-def _close(generator: Any) -> None:
+def close_generator(generator: Any) -> None:
     """Stop a user generator early so its ``finally`` blocks run."""
     close = getattr(generator, "close", None)
     if close is not None:
@@ -266,11 +269,11 @@ def _close(generator: Any) -> None:
             logger.debug("closing a response generator failed", exc_info=True)
 
 
-def make_loop(runner: HookRunner, channel: WorkerChannel, request_model: Optional[type]) -> WorkerLoop:
+def make_loop(runner: HookRunner, channel: WorkerChannel, protocol: JsonProtocol) -> WorkerLoop:
     """Pick the loop that fits the API's options."""
     options = runner.options
     if options.stream:
-        return StreamingLoop(runner, channel, request_model)
+        return StreamingLoop(runner, channel, protocol)
     if options.max_batch_size > 1:
-        return BatchedLoop(runner, channel, request_model)
-    return SingleLoop(runner, channel, request_model)
+        return BatchedLoop(runner, channel, protocol)
+    return SingleLoop(runner, channel, protocol)

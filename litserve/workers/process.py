@@ -14,6 +14,7 @@ from litserve.options import ApiOptions
 from litserve.transport.worker_channel import ParentGoneError, WorkerChannel
 from litserve.workers.hooks import HookRunner
 from litserve.workers.loops import make_loop
+from litserve.workers.protocol import JsonProtocol
 
 logger = logging.getLogger("litserve")
 
@@ -65,7 +66,11 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
         sys.exit(EXIT_SETUP_FAILED)
     ready.set()
     channel.announce_ready(spec.worker_id)
-    loop = make_loop(runner, channel, pydantic_request_model(spec.lit_api))
+    api_spec = spec.options.spec
+    if api_spec is not None:
+        loop = api_spec.make_loop(runner, channel)
+    else:
+        loop = make_loop(runner, channel, JsonProtocol(pydantic_request_model(spec.lit_api)))
     try:
         loop.run()
     except ParentGoneError:

@@ -51,3 +51,76 @@ def test_streaming_example_and_client(serve_script):
         env={"PORT": str(server.port), "PATH": "/usr/bin:/bin"},
     )
     assert result.stdout.strip() == "streaming makes long answers feel fast"
+
+
+def test_image_classifier_example_batches_and_labels(serve_script):
+    import base64
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("image_model", EXAMPLES / "image_classifier" / "model.py")
+    image_model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(image_model)
+
+    server = serve_script(EXAMPLES / "image_classifier" / "server.py")
+    images = [image_model.make_sample_image_b64(color=(i * 20, 100, 200 - i * 20)) for i in range(16)]
+    with httpx.Client(timeout=30) as client, ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda image: client.post(f"{server.url}/predict", json={"image": image}), images))
+    assert all(r.status_code == 200 for r in responses)
+    for response in responses:
+        predictions = response.json()["predictions"]
+        assert len(predictions) == 5
+        assert {p["label"] for p in predictions} <= set(image_model.LABELS)
+        probabilities = [p["probability"] for p in predictions]
+        assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
+
+    garbage = httpx.post(f"{server.url}/predict", json={"image": base64.b64encode(b"not an image").decode()})
+    assert garbage.status_code == 400
+    missing = httpx.post(f"{server.url}/predict", json={})
+    assert missing.status_code == 400 and "image" in missing.json()["detail"]
+
+
+def test_chat_example_streams_tokens_to_the_openai_sdk(serve_script):
+    import openai
+
+    server = serve_script(EXAMPLES / "chat" / "server.py")
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=60)
+    messages = [{"role": "user", "content": "What is the capital of Australia?"}]
+    chunks = list(
+        client.chat.completions.create(model="tiny-chat", messages=messages, max_tokens=8, temperature=0, stream=True)
+    )
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) == 8, "one event per generated token"
+    assert chunks[-1].choices[0].finish_reason == "length"
+
+    completion = client.chat.completions.create(model="tiny-chat", messages=messages, max_tokens=8, temperature=0)
+    assert completion.choices[0].message.content == "".join(pieces), "greedy decoding is deterministic"
+    assert completion.usage.completion_tokens == 8
+    assert completion.usage.prompt_tokens > 0
+    assert [m.id for m in client.models.list().data] == ["tiny-chat"]
+
+
+def test_embeddings_example_captures_meaning(serve_script):
+    import math
+
+    import openai
+
+    server = serve_script(EXAMPLES / "embeddings" / "server.py")
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0, timeout=60)
+    sentences = ["A man is playing a guitar.", "Someone is playing an instrument.", "The stock market fell today."]
+    result = client.embeddings.create(model="all-MiniLM-L6-v2", input=sentences)
+    vectors = [d.embedding for d in result.data]
+    assert all(len(v) == 384 for v in vectors)
+
+    def cosine(a, b):
+        return sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+
+    assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.3
+    assert result.usage.prompt_tokens > len(sentences)
+
+    with ThreadPoolExecutor(8) as pool:
+        singles = list(
+            pool.map(lambda s: client.embeddings.create(model="m", input=s, encoding_format="float"), sentences * 3)
+        )
+    for sentence, single in zip(sentences * 3, singles):
+        expected = vectors[sentences.index(sentence)]
+        assert cosine(single.data[0].embedding, expected) > 0.9999, "batched requests get their own vectors"

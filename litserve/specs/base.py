@@ -1,0 +1,74 @@
+"""LitSpec: an API shape (routes, wire format, default hooks) layered over a LitAPI."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from litserve import codec
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from litserve.api import LitAPI
+    from litserve.routes import Runtime
+    from litserve.transport.worker_channel import WorkerChannel
+    from litserve.workers.hooks import HookRunner
+    from litserve.workers.loops import WorkerLoop
+
+
+class LitSpec:
+    """Base class of API specs such as ``OpenAISpec``.
+
+    A spec owns the route its LitAPI is served on, how request bodies are parsed and replies written,
+    and the default ``decode_request``/``encode_response`` (and ``batch``/``unbatch``) used when the
+    LitAPI does not override them.
+    """
+
+    #: Path of the route that requests go through (replaces the LitAPI's ``api_path``).
+    api_path: str = "/predict"
+    #: Pydantic model that request bodies are validated against (also documents the route).
+    request_model: Optional[type] = None
+    #: Whether replies on this route may be streamed (the worker decides per request).
+    may_stream: bool = False
+
+    def __init__(self) -> None:
+        self._lit_api: Optional[LitAPI] = None
+
+    def setup(self, lit_api: LitAPI) -> None:
+        """Bind the spec to the LitAPI it serves; called once by ``LitServer``."""
+        self._lit_api = lit_api
+
+    # --- hooks the LitAPI falls back to --------------------------------------------------------------
+
+    def decode_request(self, request: Any, context: Optional[dict] = None) -> Any:
+        return request
+
+    def encode_response(self, output: Any, context: Optional[dict] = None) -> Any:
+        return output
+
+    def batch(self, inputs: list) -> Any:
+        from litserve.api import stack_inputs
+
+        return stack_inputs(inputs)
+
+    def unbatch(self, output: Any) -> list:
+        return list(output)
+
+    # --- wire format -------------------------------------------------------------------------------------
+
+    def error_body(self, status: int, detail: Any) -> bytes:
+        return codec.detail_error_body(status, detail)
+
+    def make_loop(self, runner: HookRunner, channel: WorkerChannel) -> WorkerLoop:
+        """The worker loop that serves this spec's requests."""
+        raise NotImplementedError
+
+    def add_routes(self, app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) -> None:
+        """Register extra routes (for example ``GET /v1/models``). Called once per spec class."""
+
+    @property
+    def model_name(self) -> str:
+        return type(self._lit_api).__name__ if self._lit_api is not None else "model"
+
+    def info(self) -> Dict[str, Any]:
+        return {"spec": type(self).__name__, "api_path": self.api_path}
