@@ -407,3 +407,44 @@ class BatchedChatAPI(ls.LitAPI):
 
     def unbatch(self, output):
         return output
+
+
+class SeedStyleLinearAPI(ls.LitAPI):
+    """The seeds' GPU example as written there: fastapi Request/Response annotations, a torch module."""
+
+    def setup(self, device):
+        import torch
+
+        class Linear(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.linear = torch.nn.Linear(1, 1)
+                self.linear.weight.data.fill_(2.0)
+                self.linear.bias.data.fill_(1.0)
+
+            def forward(self, x):
+                return self.linear(x)
+
+        self.torch = torch
+        self.model = Linear().to(device)
+        self.device = device
+
+    def decode_request(self, request: ls.Request):
+        content = request["input"]
+        return self.torch.tensor([content], device=self.device)
+
+    def predict(self, x):
+        return self.model(x[None, :])
+
+    def encode_response(self, output) -> ls.Response:
+        return {"output": float(output)}
+
+
+class DocsSummaryStyleAPI(ls.LitAPI):
+    """LitServe 0.2.x style: only setup and predict, default decode/encode."""
+
+    def setup(self, device):
+        self.model = lambda x: x * 2
+
+    def predict(self, request):
+        return {"output": self.model(request["input"])}
