@@ -28,7 +28,7 @@ from litserve.specs.openai_types import (
     make_chat_completion_id,
 )
 from litserve.transport.worker_channel import WorkItem
-from litserve.workers.loops import WorkerLoop, close_generator
+from litserve.workers.loops import HookFailedError, WorkerLoop, close_generator
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -303,10 +303,12 @@ class ChatLoop(WorkerLoop):
                     if unit.reply.finished:
                         break
                     hook = "predict"
-        except Exception as exc:
-            error = exc.error if hasattr(exc, "error") and hasattr(exc, "hook") else exc
+        except HookFailedError as failure:
             for unit in units:
-                self.fail(unit.reply, error, getattr(exc, "hook", hook))
+                self.fail(unit.reply, failure.error, failure.hook)
+        except Exception as exc:
+            for unit in units:
+                self.fail(unit.reply, exc, hook)
         finally:
             close_generator(result)
         for unit in units:

@@ -14,7 +14,7 @@ from litserve.workers.protocol import JsonProtocol
 logger = logging.getLogger("litserve")
 
 
-class _HookFailedError(Exception):
+class HookFailedError(Exception):
     """Wraps an exception with the name of the hook that raised it."""
 
     def __init__(self, hook: str, error: BaseException) -> None:
@@ -44,6 +44,7 @@ class WorkerLoop:
                 channel.wait(None)
             items = self.collect()
             if items:
+                channel.mark_started(items)
                 self.step(items)
 
     def collect(self) -> List[WorkItem]:
@@ -70,7 +71,7 @@ class WorkerLoop:
             self.protocol.prepare_context(payload, context)
             return self.runner.decode(payload, context)
         except Exception as exc:
-            raise _HookFailedError("decode_request", exc) from None
+            raise HookFailedError("decode_request", exc) from None
 
     def decode_each(self, items: List[WorkItem]) -> tuple:
         """Decode every request; a failing one is answered at once and left out of the batch."""
@@ -79,7 +80,7 @@ class WorkerLoop:
             context: dict = {}
             try:
                 inputs.append(self.decode(item, context))
-            except _HookFailedError as failure:
+            except HookFailedError as failure:
                 self.channel.send_one(item, *failure.reply(self.error_body), True)
                 continue
             live.append(item)
@@ -90,10 +91,10 @@ class WorkerLoop:
         try:
             outputs = self.runner.unbatch(output)
         except Exception as exc:
-            raise _HookFailedError("unbatch", exc) from None
+            raise HookFailedError("unbatch", exc) from None
         if len(outputs) != expected:
             error = RuntimeError(f"unbatch returned {len(outputs)} outputs for a batch of {expected} requests")
-            raise _HookFailedError("unbatch", error)
+            raise HookFailedError("unbatch", error)
         return outputs
 
 
@@ -109,7 +110,7 @@ class SingleLoop(WorkerLoop):
         runner = self.runner
         try:
             x = self.decode(item, context)
-        except _HookFailedError as failure:
+        except HookFailedError as failure:
             return failure.reply(self.error_body)
         try:
             y = runner.predict(x, context)
@@ -133,13 +134,13 @@ class BatchedLoop(WorkerLoop):
             try:
                 x = runner.batch(inputs)
             except Exception as exc:
-                raise _HookFailedError("batch", exc) from None
+                raise HookFailedError("batch", exc) from None
             try:
                 y = runner.predict(x, contexts)
             except Exception as exc:
-                raise _HookFailedError("predict", exc) from None
+                raise HookFailedError("predict", exc) from None
             outputs = self.unbatch(y, len(live))
-        except _HookFailedError as failure:
+        except HookFailedError as failure:
             reply = failure.reply(self.error_body)
             self.channel.send([(item, *reply, True) for item in live])
             return
@@ -189,11 +190,11 @@ class StreamingLoop(WorkerLoop):
                         state.finished = True
                         break
                     self.send_item(state, output)
-            except _HookFailedError:
+            except HookFailedError:
                 raise
             except Exception as exc:
-                raise _HookFailedError(hook, exc) from None
-        except _HookFailedError as failure:
+                raise HookFailedError(hook, exc) from None
+        except HookFailedError as failure:
             self.fail(state, failure)
         finally:
             close_generator(encoded)
@@ -220,11 +221,11 @@ class StreamingLoop(WorkerLoop):
                             self.send_item(state, output)
                     if all(state.finished for state in states):
                         break
-            except _HookFailedError:
+            except HookFailedError:
                 raise
             except Exception as exc:
-                raise _HookFailedError("predict", exc) from None
-        except _HookFailedError as failure:
+                raise HookFailedError("predict", exc) from None
+        except HookFailedError as failure:
             for state in states:
                 self.fail(state, failure)
         finally:
@@ -235,14 +236,14 @@ class StreamingLoop(WorkerLoop):
         try:
             chunk = codec.encode_stream_item(output)
         except Exception as exc:
-            raise _HookFailedError("encode_response", exc) from None
+            raise HookFailedError("encode_response", exc) from None
         headers = None
         if not state.started:
             headers = codec.stream_headers(output)
             state.started = True
         self.channel.send_one(state.item, 200, headers, chunk, False)
 
-    def fail(self, state: _StreamState, failure: _HookFailedError) -> None:
+    def fail(self, state: _StreamState, failure: HookFailedError) -> None:
         if state.finished:
             return
         state.finished = True
