@@ -11,12 +11,15 @@ from starlette.responses import Response
 
 from litserve.api import LitAPI, request_annotation, response_annotation
 from litserve.codec import detail_error_body
+from litserve.metrics import ProcessMetrics, metrics_route
 from litserve.options import ApiOptions
 from litserve.routes import PredictEndpoint, Runtime
 from litserve.transport.dispatcher import Dispatcher
 from litserve.transport.messages import Endpoints
 
 STREAM_ALIAS_PATH = "/stream-predict"
+# Liveness: 200 while the API process's event loop runs, whatever the workers do (``/health`` is readiness).
+LIVENESS_PATH = "/livez"
 
 
 class LitApp:
@@ -53,6 +56,10 @@ class ServerProcessState:
         self.api_server = 0
         self.endpoints: Optional[Endpoints] = None
         self.route_workers: List[List[int]] = []
+        self.queue_limits: List[Optional[int]] = []  # max_queue_size of each route
+        self.batch_sizes: List[int] = []  # max_batch_size of each route
+        self.metrics: Optional[ProcessMetrics] = None
+        self.draining = False  # shutting down: finishing in-flight requests, not ready for new ones
 
 
 def build_app(
@@ -65,17 +72,28 @@ def build_app(
     healthcheck_path: str,
     info_path: str,
     info: Dict[str, Any],
+    metrics_path: Optional[str] = None,
 ) -> tuple:
     """Returns (FastAPI app, LitApp). Routes are registered on the FastAPI app so they appear in ``/docs``."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
-        dispatcher = Dispatcher(process_state.api_server, process_state.endpoints, process_state.route_workers)
+        dispatcher = Dispatcher(
+            process_state.api_server,
+            process_state.endpoints,
+            process_state.route_workers,
+            queue_limits=process_state.queue_limits,
+            batch_sizes=process_state.batch_sizes,
+        )
         dispatcher.start()
         runtime.dispatcher = dispatcher
+        if process_state.metrics is not None:
+            process_state.metrics.open_api_process(process_state.api_server, dispatcher)
         try:
             yield
         finally:
+            if process_state.metrics is not None:
+                process_state.metrics.close()
             dispatcher.stop()
 
     app = FastAPI(title="litserve", lifespan=lifespan)
@@ -94,6 +112,8 @@ def build_app(
             check_api_key=authorize is None,
             error_body=spec.error_body if spec is not None else detail_error_body,
         )
+        if process_state.metrics is not None:
+            endpoint = process_state.metrics.instrument(route, endpoint)
         paths = [opts.api_path]
         if spec is None and opts.stream and opts.api_path == "/predict":
             paths.append(STREAM_ALIAS_PATH)
@@ -109,9 +129,20 @@ def build_app(
     @app.get(healthcheck_path, include_in_schema=False)
     async def health() -> Response:
         dispatcher = runtime.dispatcher
+        if process_state.draining:
+            return PlainTextResponse("shutting down", status_code=503)
         if dispatcher is not None and dispatcher.all_workers_ready() and all(api.health() for api in lit_apis):
             return PlainTextResponse("ok")
         return PlainTextResponse("not ready", status_code=503)
+
+    @app.get(LIVENESS_PATH, include_in_schema=False)
+    async def liveness() -> Response:
+        return PlainTextResponse("alive")
+
+    if metrics_path is not None and process_state.metrics is not None:
+        paths = [opts.api_path for opts in options]
+        serve_metrics = metrics_route(paths, process_state.metrics, runtime)
+        app.add_route(metrics_path, serve_metrics, methods=["GET"], include_in_schema=False)
 
     @app.get(info_path, include_in_schema=False)
     async def server_info() -> Response:

@@ -36,6 +36,11 @@ API_OPTION_DEFAULTS = {
 }
 
 DEFAULT_TIMEOUT = 30.0
+# Requests of one API that may wait for a worker in each API process before new ones get 503. Large enough
+# that bursts queue rather than fail, small enough to bound memory (1024 bodies) and to fail fast when the
+# workers cannot keep up: a request that waits longer than ``timeout`` would get 504 anyway.
+DEFAULT_MAX_QUEUE_SIZE = 1024
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps")
 
 
@@ -123,6 +128,22 @@ def resolve_max_payload_size(value: Any) -> Optional[int]:
     if not _is_int(value) or value <= 0:
         raise ValueError(f"max_payload_size must be a positive number of bytes (or '10MB'), got {value!r}")
     return int(value)
+
+
+def resolve_max_queue_size(value: Any) -> Optional[int]:
+    """Most requests of one API waiting for a worker in each API process, or None for no limit."""
+    if value is None:
+        return None
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"max_queue_size must be an integer >= 1, or None for no limit, got {value!r}")
+    return int(value)
+
+
+def resolve_shutdown_timeout(value: Any) -> float:
+    """Seconds that in-flight requests get to finish after SIGTERM or Ctrl-C."""
+    if not _is_number(value) or value < 0:
+        raise ValueError(f"shutdown_timeout must be a number of seconds >= 0, got {value!r}")
+    return float(value)
 
 
 def _parse_size(text: str) -> Union[int, str]:

@@ -26,6 +26,8 @@ Send = Callable[[dict], Any]
 JSON_HEADERS = [(b"content-type", b"application/json")]
 JSON = "application/json"
 URLENCODED = "application/x-www-form-urlencoded"
+QUEUE_FULL_MESSAGE = "Server is busy: too many requests are waiting (max_queue_size). Retry later."
+RETRY_AFTER_S = b"1"
 # Marks a request whose client went away; nothing is sent for it.
 _CLIENT_GONE = (None, None, b"", True)
 
@@ -71,6 +73,10 @@ class PredictEndpoint:
         authenticate = self.runtime.authenticate
         if authenticate is not None and self.check_api_key and not authenticate(headers):
             await send_reply(send, self.error(401, "Invalid or missing API key: send it in the X-API-Key header"))
+            return
+        if not self.runtime.dispatcher.has_room(self.route):
+            # Admission control: answer at once, before reading the body, so overload costs next to nothing.
+            await self.reject_busy(send)
             return
         content_type = b""
         content_length = None
@@ -121,6 +127,9 @@ class PredictEndpoint:
 
     async def serve(self, content_type: str, body: bytes, receive: Receive, send: Send) -> None:
         dispatcher = self.runtime.dispatcher
+        if not dispatcher.has_room(self.route):
+            await self.reject_busy(send)  # the queue filled up while this body was read
+            return
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         pending = dispatcher.submit(self.route, content_type, body, deadline, self.stream)
@@ -145,6 +154,9 @@ class PredictEndpoint:
         finally:
             if not watcher.done():
                 dispatcher.abandon(pending)
+
+    async def reject_busy(self, send: Send) -> None:
+        await send_reply(send, self.error(503, QUEUE_FULL_MESSAGE, [(b"retry-after", RETRY_AFTER_S)]))
 
     def error(self, status: int, detail: str, headers: Optional[list] = None) -> codec.Reply:
         return codec.error_reply(status, detail, headers, self.error_body)

@@ -8,19 +8,25 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from litserve import auth
 from litserve.api import LitAPI, is_async_hook, is_generator_hook
-from litserve.app import ServerProcessState, build_app
+from litserve.app import LIVENESS_PATH, ServerProcessState, build_app
 from litserve.client_file import write_client_file
 from litserve.devices import resolve_accelerator, resolve_devices
+from litserve.metrics import ProcessMetrics
 from litserve.options import (
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_TIMEOUT,
     UNSET,
     ApiOptions,
     resolve_api_options,
     resolve_max_payload_size,
+    resolve_max_queue_size,
+    resolve_shutdown_timeout,
     resolve_timeout,
     validate_accelerator,
     validate_api_path,
@@ -35,6 +41,8 @@ from litserve.workers.process import WorkerSpec
 
 logger = logging.getLogger("litserve")
 
+# Extra seconds uvicorn waits after shutdown_timeout, so the 503s sent at shutdown_timeout reach the clients.
+_SHUTDOWN_MARGIN_S = 2.0
 _HOOKS = ("decode_request", "batch", "predict", "unbatch", "encode_response", "setup")
 
 
@@ -53,6 +61,11 @@ class LitServer:
         max_payload_size: largest request body in bytes (or a string like ``"10MB"``); larger ones get 413.
         middlewares: ASGI middleware classes, or ``(cls, kwargs)`` pairs, wrapped around the app.
         restart_workers: restart a worker that dies; when False, a dead worker stops the server.
+        max_queue_size: requests of one API that may wait for a worker in each API process; past it, new
+            requests get 503 with ``Retry-After`` at once. ``None`` removes the limit.
+        shutdown_timeout: seconds in-flight requests and streams get to finish after SIGTERM or Ctrl-C;
+            those still running then get 503 (or their stream ends) and the server exits.
+        metrics_path: path of the Prometheus metrics endpoint; ``None`` turns metrics off.
 
     Example::
 
@@ -78,6 +91,9 @@ class LitServer:
         max_payload_size: Union[int, str, None] = None,
         middlewares: Optional[list] = None,
         restart_workers: bool = True,
+        max_queue_size: Optional[int] = DEFAULT_MAX_QUEUE_SIZE,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+        metrics_path: Optional[str] = "/metrics",
         fast_queue: bool = True,
         track_requests: bool = False,
     ) -> None:
@@ -91,6 +107,8 @@ class LitServer:
         validate_api_path(info_path, "info_path")
         if api_path is not None:
             validate_api_path(api_path, "api_path")
+        if metrics_path is not None:
+            validate_api_path(metrics_path, "metrics_path")
         if not isinstance(restart_workers, bool):
             raise ValueError(f"restart_workers must be True or False, got {restart_workers!r}")
 
@@ -111,7 +129,15 @@ class LitServer:
             for name in ("max_batch_size", "batch_timeout", "api_path", "stream", "spec", "enable_async"):
                 setattr(api, name, getattr(opts, name))
             self.api_options.append(opts)
-        _check_unique_paths(self.api_options, healthcheck_path, info_path)
+        _check_unique_paths(
+            self.api_options,
+            {
+                healthcheck_path: "healthcheck_path",
+                info_path: "info_path",
+                LIVENESS_PATH: "the liveness check",
+                **({metrics_path: "metrics_path"} if metrics_path is not None else {}),
+            },
+        )
 
         self.accelerator = resolve_accelerator(accelerator)
         self.devices = resolve_devices(self.accelerator, devices)
@@ -122,10 +148,17 @@ class LitServer:
         self.info_path = info_path
         self.model_metadata = model_metadata
         self.restart_workers = restart_workers
+        self.max_queue_size = resolve_max_queue_size(max_queue_size)
+        self.shutdown_timeout = resolve_shutdown_timeout(shutdown_timeout)
+        self.metrics_path = metrics_path
         self.middlewares = list(middlewares or [])
 
         self._runtime = Runtime()
         self._process_state = ServerProcessState()
+        self._process_state.queue_limits = [self.max_queue_size] * len(lit_apis)
+        self._process_state.batch_sizes = [opts.max_batch_size for opts in self.api_options]
+        if metrics_path is not None:
+            self._process_state.metrics = ProcessMetrics(len(lit_apis))
         self.app, self._lit_app = build_app(
             lit_apis,
             self.api_options,
@@ -136,6 +169,7 @@ class LitServer:
             healthcheck_path=healthcheck_path,
             info_path=info_path,
             info=self._info(),
+            metrics_path=metrics_path,
         )
 
     # --- public ------------------------------------------------------------------------------------
@@ -165,17 +199,22 @@ class LitServer:
 
         endpoints = Endpoints.create()
         inboxes = [endpoints.api_inbox(i) for i in range(num_api_servers)]
-        specs = self._worker_specs(endpoints, inboxes, log_level)
+        metrics_dir = self._metrics_dir(endpoints)
+        specs = self._worker_specs(endpoints, inboxes, log_level, metrics_dir)
         self._process_state.endpoints = endpoints
         self._process_state.route_workers = [
             [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
         ]
         self._log_banner(host, port, specs, num_api_servers)
         try:
+            supervisor_metrics = ProcessMetrics(len(self.lit_apis), metrics_dir).open("supervisor")
             if num_api_servers == 1:
-                failed = self._run_single(host, port, log_level, specs, inboxes, uvicorn_options)
+                failed = self._run_single(host, port, log_level, specs, inboxes, uvicorn_options, supervisor_metrics)
             else:
-                failed = self._run_multi(host, port, log_level, specs, inboxes, num_api_servers, uvicorn_options)
+                failed = self._run_multi(
+                    host, port, log_level, specs, inboxes, num_api_servers, uvicorn_options, supervisor_metrics
+                )
+            supervisor_metrics.close()
         finally:
             endpoints.cleanup()
         if failed:
@@ -193,17 +232,43 @@ class LitServer:
     def _uvicorn_config(self, host: str, port: int, log_level: str, uvicorn_options: Dict[str, Any]) -> Any:
         import uvicorn
 
-        options = {"loop": "auto", "http": "auto", "access_log": False, "timeout_graceful_shutdown": 30}
+        # uvicorn's own limit is a last resort: at shutdown_timeout, held requests are answered with 503.
+        grace = self.shutdown_timeout + _SHUTDOWN_MARGIN_S
+        options = {"loop": "auto", "http": "auto", "access_log": False, "timeout_graceful_shutdown": grace}
         options.update(uvicorn_options)
         return uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
 
-    def _run_single(self, host: str, port: int, log_level: str, specs: list, inboxes: list, opts: dict) -> bool:
-        server = UvicornServer(self._uvicorn_config(host, port, log_level, opts))
+    def _http_server(self, config: Any, parent_pid: Optional[int] = None) -> UvicornServer:
+        return UvicornServer(
+            config,
+            shutdown_timeout=self.shutdown_timeout,
+            on_shutdown=self._begin_draining,
+            on_shutdown_timeout=self._answer_held_requests,
+            parent_pid=parent_pid,
+        )
+
+    def _begin_draining(self) -> None:
+        """Shutdown began: the listening socket is closed, and readiness reports 503."""
+        self._process_state.draining = True
+
+    def _answer_held_requests(self) -> None:
+        dispatcher = self._runtime.dispatcher
+        if dispatcher is not None:
+            count = dispatcher.fail_all("The server is shutting down")
+            if count:
+                logger.warning("shutdown_timeout passed: answered %d request(s) still running with 503", count)
+
+    def _run_single(
+        self, host: str, port: int, log_level: str, specs: list, inboxes: list, opts: dict, metrics: ProcessMetrics
+    ) -> bool:
+        server = self._http_server(self._uvicorn_config(host, port, log_level, opts))
 
         def stop_server(reason: str) -> None:
             server.should_exit = True
 
-        supervisor = Supervisor(specs, inboxes, on_fatal=stop_server, restart_workers=self.restart_workers)
+        supervisor = Supervisor(
+            specs, inboxes, on_fatal=stop_server, restart_workers=self.restart_workers, metrics=metrics
+        )
         self._process_state.api_server = 0
         supervisor.start()
         try:
@@ -213,7 +278,15 @@ class LitServer:
         return supervisor.fatal_error is not None
 
     def _run_multi(
-        self, host: str, port: int, log_level: str, specs: list, inboxes: list, count: int, opts: dict
+        self,
+        host: str,
+        port: int,
+        log_level: str,
+        specs: list,
+        inboxes: list,
+        count: int,
+        opts: dict,
+        metrics: ProcessMetrics,
     ) -> bool:
         config = self._uvicorn_config(host, port, log_level, opts)
         sock = config.bind_socket()
@@ -221,11 +294,17 @@ class LitServer:
         context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
         api_processes = []
         for index in range(count):
-            process = context.Process(target=self._serve_api_process, args=(index, config, sock), daemon=False)
+            process = context.Process(
+                target=self._serve_api_process, args=(index, config, sock, os.getpid()), daemon=False
+            )
             process.start()
             api_processes.append(process)
+        # Only the API servers listen: once they close the socket on shutdown, new connections are refused.
+        sock.close()
         fatal: List[str] = []
-        supervisor = Supervisor(specs, inboxes, on_fatal=fatal.append, restart_workers=self.restart_workers)
+        supervisor = Supervisor(
+            specs, inboxes, on_fatal=fatal.append, restart_workers=self.restart_workers, metrics=metrics
+        )
         supervisor.start()
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         wakeup_r, wakeup_w = os.pipe()
@@ -251,22 +330,32 @@ class LitServer:
                 signal.signal(sig, handler)
             for process in api_processes:
                 if process.is_alive():
-                    process.terminate()
+                    process.terminate()  # each API server drains its requests, then exits
+            give_up_at = time.monotonic() + self.shutdown_timeout + 2 * _SHUTDOWN_MARGIN_S
             for process in api_processes:
-                process.join(timeout=35)
+                process.join(timeout=max(0.0, give_up_at - time.monotonic()))
                 if process.is_alive():
                     process.kill()
             supervisor.stop()
-            sock.close()
             os.close(wakeup_r)
             os.close(wakeup_w)
         return bool(fatal)
 
-    def _serve_api_process(self, index: int, config: Any, sock: Any) -> None:
+    def _serve_api_process(self, index: int, config: Any, sock: Any, parent_pid: int) -> None:
         self._process_state.api_server = index
-        UvicornServer(config).run(sockets=[sock])
+        self._http_server(config, parent_pid=parent_pid).run(sockets=[sock])
 
-    def _worker_specs(self, endpoints: Endpoints, inboxes: List[str], log_level: str) -> List[WorkerSpec]:
+    def _metrics_dir(self, endpoints: Endpoints) -> Optional[str]:
+        if self.metrics_path is None:
+            return None
+        directory = os.path.join(endpoints.base_dir, "metrics")
+        os.makedirs(directory, exist_ok=True)
+        self._process_state.metrics.directory = directory
+        return directory
+
+    def _worker_specs(
+        self, endpoints: Endpoints, inboxes: List[str], log_level: str, metrics_dir: Optional[str]
+    ) -> List[WorkerSpec]:
         specs = []
         for api_index, (lit_api, opts) in enumerate(zip(self.lit_apis, self.api_options)):
             for device in self.devices:
@@ -282,6 +371,7 @@ class LitServer:
                             request_endpoint=endpoints.worker_requests(worker_id),
                             api_inboxes=inboxes,
                             log_level=log_level,
+                            metrics_dir=metrics_dir,
                         )
                     )
         return specs
@@ -295,6 +385,8 @@ class LitServer:
                 "workers_per_device": self.workers_per_device,
                 "timeout": self.timeout,
                 "max_payload_size": self.max_payload_size,
+                "max_queue_size": self.max_queue_size,
+                "shutdown_timeout": self.shutdown_timeout,
                 "apis": [
                     {
                         "name": type(api).__name__,
@@ -356,8 +448,8 @@ def _bind_spec(api: LitAPI, opts: ApiOptions) -> ApiOptions:
     return dataclasses.replace(opts, spec=spec, api_path=spec.api_path)
 
 
-def _check_unique_paths(options: List[ApiOptions], healthcheck_path: str, info_path: str) -> None:
-    seen = {healthcheck_path: "healthcheck_path", info_path: "info_path"}
+def _check_unique_paths(options: List[ApiOptions], server_paths: Dict[str, str]) -> None:
+    seen = dict(server_paths)
     for opts in options:
         if opts.api_path in seen:
             raise ValueError(f"api_path {opts.api_path!r} is used twice (also by {seen[opts.api_path]})")

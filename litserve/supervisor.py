@@ -2,7 +2,8 @@
 
 A thread in the main process waits on the workers' exit sentinels. A worker whose ``setup`` failed (or that
 died before it was ever ready) stops the server; one that dies later is restarted with back-off, and
-every API process is told so it can answer the requests the worker held.
+every API process is told so it can answer the requests the worker held. Workers die with the main
+process: they watch its sentinel while idle and, on Linux, the kernel kills them if it dies while they work.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from multiprocessing.connection import wait
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import zmq
 
+from litserve.metrics import ProcessMetrics
 from litserve.transport import messages
 from litserve.workers.process import EXIT_SETUP_FAILED, WorkerSpec, run_worker
 
@@ -61,13 +64,16 @@ class Supervisor:
         api_inboxes: List[str],
         on_fatal: Callable[[str], None],
         restart_workers: bool = True,
+        metrics: Optional[ProcessMetrics] = None,
     ) -> None:
         self._context = multiprocessing.get_context("spawn")
         self._workers: Dict[int, _Worker] = {spec.worker_id: _Worker(spec) for spec in specs}
         self._api_inboxes = api_inboxes
         self._on_fatal = on_fatal
         self._restart_workers = restart_workers
+        self._metrics = metrics
         self._stopping = threading.Event()
+        self._spawn_lock = threading.Lock()
         self._wakeup_r, self._wakeup_w = os.pipe()
         self._thread: Optional[threading.Thread] = None
         self.fatal_error: Optional[str] = None
@@ -92,7 +98,9 @@ class Supervisor:
     def _spawn(self, worker: _Worker) -> None:
         worker.ready = self._context.Event()
         worker.process = self._context.Process(
-            target=run_worker, args=(worker.spec, worker.ready), name=f"litserve-worker-{worker.spec.worker_id}"
+            target=_worker_main,
+            args=(worker.spec, worker.ready, os.getpid()),
+            name=f"litserve-worker-{worker.spec.worker_id}",
         )
         worker.process.daemon = False
         worker.process.start()
@@ -115,16 +123,25 @@ class Supervisor:
                     worker = by_sentinel.get(sentinel)
                     if worker is not None:
                         self._handle_exit(worker, notifier, restart_at)
+                if self.fatal_error is not None:
+                    restart_at.clear()  # the server is stopping: no more restarts
                 now = time.monotonic()
                 for worker_id, when in list(restart_at.items()):
-                    if when <= now and not self._stopping.is_set():
+                    if when <= now:
                         del restart_at[worker_id]
-                        worker = self._workers[worker_id]
-                        worker.restarts += 1
-                        logger.info("restarting %s (restart %d)", worker.spec.name, worker.restarts)
-                        self._spawn(worker)
+                        self._restart(self._workers[worker_id])
         finally:
             notifier.close()
+
+    def _restart(self, worker: _Worker) -> None:
+        with self._spawn_lock:
+            if self._stopping.is_set():
+                return
+            worker.restarts += 1
+            logger.info("restarting %s (restart %d)", worker.spec.name, worker.restarts)
+            if self._metrics is not None:
+                self._metrics.count_restart(worker.spec.api_index)
+            self._spawn(worker)
 
     def _handle_exit(self, worker: _Worker, notifier: _ApiNotifier, restart_at: Dict[int, float]) -> None:
         worker.watching = False
@@ -134,6 +151,9 @@ class Supervisor:
         was_ready = worker.ready.is_set() or worker.was_ready
         worker.was_ready = was_ready
         notifier.worker_exited(worker.spec.worker_id, description)
+        if self.fatal_error is not None:
+            logger.info("%s %s while the server stops", worker.spec.name, description)
+            return
         if process.exitcode == EXIT_SETUP_FAILED or not was_ready:
             self._fail(f"{worker.spec.name} {description} during setup")
             return
@@ -148,18 +168,19 @@ class Supervisor:
         restart_at[worker.spec.worker_id] = time.monotonic() + delay
 
     def _fail(self, reason: str) -> None:
+        # Keep watching: the server drains, and the API processes must still hear of workers that exit.
         if self.fatal_error is None:
             self.fatal_error = reason
             logger.error("stopping the server: %s", reason)
-            self._stopping.set()
             self._on_fatal(reason)
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stop watching, then terminate every worker (SIGTERM, then SIGKILL after ``grace`` seconds)."""
-        self._stopping.set()
-        os.write(self._wakeup_w, b"x")
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        """Terminate every worker (SIGTERM, then SIGKILL after ``grace`` seconds), then stop watching.
+
+        The watching thread outlives the workers: on Linux, workers it restarted die with it.
+        """
+        with self._spawn_lock:
+            self._stopping.set()  # from here on, nothing is spawned
         processes = [w.process for w in self._workers.values() if w.process is not None]
         for process in processes:
             if process.is_alive():
@@ -170,11 +191,37 @@ class Supervisor:
             if process.is_alive():
                 process.kill()
                 process.join(timeout=1)
+        os.write(self._wakeup_w, b"x")
+        if self._thread is not None:
+            self._thread.join(timeout=2)
         for fd in (self._wakeup_r, self._wakeup_w):
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _worker_main(spec: WorkerSpec, ready: Any, parent_pid: int) -> None:
+    """Entry point of a worker process: dies with the main process, then runs the worker."""
+    _die_with_parent(parent_pid)
+    run_worker(spec, ready)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux), even in the middle of ``predict``.
+
+    Elsewhere, a worker notices its parent's death when it next waits for requests.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+        except (OSError, AttributeError):
+            logger.debug("prctl(PR_SET_PDEATHSIG) is unavailable", exc_info=True)
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before we asked to follow it
 
 
 class _ApiNotifier:

@@ -448,3 +448,33 @@ class DocsSummaryStyleAPI(ls.LitAPI):
 
     def predict(self, request):
         return {"output": self.model(request["input"])}
+
+
+# --- reliability and operations (tests/e2e/test_reliability.py, test_metrics.py) -----------------------
+
+
+class CrashAPI(ls.LitAPI):
+    """Answers with its pid; ``{"crash": how}`` kills the worker (segfault, os._exit, SystemExit), and
+    ``{"id": i, "sleep": s}`` writes ``started-<i>`` in ``gate_dir`` and then sleeps ``s`` seconds."""
+
+    def __init__(self, gate_dir: Optional[str] = None, **options):
+        super().__init__(**options)
+        self.gate_dir = Path(gate_dir) if gate_dir else None
+
+    def setup(self, device):
+        pass
+
+    def predict(self, request):
+        how = request.get("crash")
+        if how == "segfault":
+            import ctypes
+
+            ctypes.string_at(0)
+        elif how == "exit":
+            os._exit(7)
+        elif how == "system_exit":
+            raise SystemExit(5)  # escapes the hooks' error handling, like a bug in the loop itself
+        if self.gate_dir is not None and "id" in request:
+            (self.gate_dir / f"started-{request['id']}").touch()
+        time.sleep(request.get("sleep", 0))
+        return {"pid": os.getpid()}

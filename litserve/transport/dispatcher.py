@@ -1,15 +1,17 @@
 """The API process's end of the transport: sends requests to workers and resolves their replies.
 
 One dispatcher per API process. Requests queued during one turn of the event loop go to each worker as
-a single message; one reader on the process's inbox resolves every waiting request.
+a single message; one reader on the process's inbox resolves every waiting request. The dispatcher also
+knows how many requests of each route it holds, which bounds the queue (``max_queue_size``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import zmq
 
@@ -59,14 +61,32 @@ class Pending:
 
 
 class Dispatcher:
-    """Routes requests of each API route to the least busy of its workers."""
+    """Routes requests of each API route to the least busy of its workers.
 
-    def __init__(self, api_server: int, endpoints: messages.Endpoints, route_workers: List[List[int]]) -> None:
+    A worker runs up to its route's ``max_batch_size`` requests at once; what it holds beyond that is
+    queued, and ``queue_limits`` caps the queued requests of each route (None: no cap).
+    """
+
+    def __init__(
+        self,
+        api_server: int,
+        endpoints: messages.Endpoints,
+        route_workers: List[List[int]],
+        queue_limits: Optional[Sequence[Optional[int]]] = None,
+        batch_sizes: Optional[Sequence[int]] = None,
+    ) -> None:
         self.api_server = api_server
         self._endpoints = endpoints
         self._route_workers = route_workers
+        routes = len(route_workers)
+        self._queue_limits = list(queue_limits) if queue_limits is not None else [None] * routes
+        batch_sizes = list(batch_sizes) if batch_sizes is not None else [1] * routes
+        self._route_of = {w: route for route, workers in enumerate(route_workers) for w in workers}
+        self._runs_at_once = {w: batch_sizes[route] for w, route in self._route_of.items()}
         self._pending: Dict[int, Pending] = {}
         self._outstanding: Dict[int, int] = {w: 0 for workers in route_workers for w in workers}
+        self._in_flight = [0] * routes
+        self._queued = [0] * routes
         self._ready: Set[int] = set()
         self._dead: Set[int] = set()
         self._next_uid = 0
@@ -85,16 +105,17 @@ class Dispatcher:
         self._inbox = self._context.socket(zmq.PULL)
         self._inbox.setsockopt(zmq.LINGER, 0)
         self._inbox.bind(self._endpoints.api_inbox(self.api_server))
-        self._workers: Dict[int, zmq.Socket] = {}
-        for worker_id in self._outstanding:
-            sock = self._context.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, 0)
-            sock.setsockopt(zmq.RECONNECT_IVL, 20)
-            sock.connect(self._endpoints.worker_requests(worker_id))
-            self._workers[worker_id] = sock
+        self._workers: Dict[int, zmq.Socket] = {w: self._connect(w) for w in self._outstanding}
         self._loop.add_reader(self._inbox.getsockopt(zmq.FD), self._read_inbox)
         self._read_inbox()
+
+    def _connect(self, worker_id: int) -> zmq.Socket:
+        sock = self._context.socket(zmq.PUSH)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 0)
+        sock.setsockopt(zmq.RECONNECT_IVL, 20)
+        sock.connect(self._endpoints.worker_requests(worker_id))
+        return sock
 
     def stop(self) -> None:
         if self._context is None:
@@ -113,7 +134,7 @@ class Dispatcher:
         loop = self._loop
         pending = Pending(uid, worker_id, loop.create_future(), ResponseStream(loop) if stream else None)
         self._pending[uid] = pending
-        self._outstanding[worker_id] += 1
+        self._hold(worker_id)
         self._outbox.setdefault(worker_id, []).append((uid, deadline, content_type, body))
         self._schedule_flush()
         return pending
@@ -125,10 +146,44 @@ class Dispatcher:
         """
         if self._pending.pop(pending.uid, None) is None:
             return False
-        self._outstanding[pending.worker_id] -= 1
+        self._release(pending.worker_id)
         self._cancel_outbox.setdefault(pending.worker_id, []).append(pending.uid)
         self._schedule_flush()
         return True
+
+    def has_room(self, route: int) -> bool:
+        """Whether a new request of ``route`` may be accepted: it would run at once, or the queue has room."""
+        limit = self._queue_limits[route]
+        if limit is None or self._queued[route] < limit:
+            return True
+        worker_id = self._pick_worker(route)
+        return self._outstanding[worker_id] < self._runs_at_once[worker_id]
+
+    def fail_all(self, detail: str) -> int:
+        """Answer every request still held with 503 and ``detail`` (the shutdown grace period is over)."""
+        lost = list(self._pending.values())
+        self._fail(lost, detail)
+        for pending in lost:
+            self._cancel_outbox.setdefault(pending.worker_id, []).append(pending.uid)
+        if lost:
+            self._schedule_flush()
+        return len(lost)
+
+    def _hold(self, worker_id: int) -> None:
+        held = self._outstanding[worker_id]
+        self._outstanding[worker_id] = held + 1
+        route = self._route_of[worker_id]
+        self._in_flight[route] += 1
+        if held >= self._runs_at_once[worker_id]:
+            self._queued[route] += 1
+
+    def _release(self, worker_id: int) -> None:
+        held = self._outstanding[worker_id] - 1
+        self._outstanding[worker_id] = held
+        route = self._route_of[worker_id]
+        self._in_flight[route] -= 1
+        if held >= self._runs_at_once[worker_id]:
+            self._queued[route] -= 1
 
     def _pick_worker(self, route: int) -> int:
         workers = self._route_workers[route]
@@ -158,8 +213,9 @@ class Dispatcher:
                 self._workers[worker_id].send(encode((messages.CANCEL, self.api_server, uids)))
         if self._outbox:
             outbox, self._outbox = self._outbox, {}
+            sent_at = time.monotonic()
             for worker_id, entries in outbox.items():
-                self._workers[worker_id].send(encode((messages.REQUESTS, self.api_server, entries)))
+                self._workers[worker_id].send(encode((messages.REQUESTS, self.api_server, sent_at, entries)))
 
     # --- replies ----------------------------------------------------------------------------------
 
@@ -193,7 +249,7 @@ class Dispatcher:
                 continue  # timed out or client gone
             if done:
                 del pending_by_uid[uid]
-                self._outstanding[pending.worker_id] -= 1
+                self._release(pending.worker_id)
             if not pending.future.done():
                 pending.future.set_result((status, headers, body, done))
             else:
@@ -202,18 +258,24 @@ class Dispatcher:
     def _worker_exited(self, worker_id: int, description: str) -> None:
         self._ready.discard(worker_id)
         self._dead.add(worker_id)
+        # Requests still on their way to the dead worker are answered below: a fresh socket drops them, so
+        # the restarted worker never runs a request whose client already got 503.
+        self._outbox.pop(worker_id, None)
+        self._cancel_outbox.pop(worker_id, None)
+        self._workers[worker_id].close(linger=0)
+        self._workers[worker_id] = self._connect(worker_id)
         lost = [p for p in self._pending.values() if p.worker_id == worker_id]
         if lost:
             logger.warning("%d request(s) failed because worker %d %s", len(lost), worker_id, description)
-        status, headers, body = error_reply(
-            503, f"The worker serving this request stopped unexpectedly ({description})."
-        )
+        self._fail(lost, f"The worker serving this request stopped unexpectedly ({description}).")
+
+    def _fail(self, lost: List[Pending], detail: str) -> None:
+        status, headers, body = error_reply(503, detail)
         for pending in lost:
             del self._pending[pending.uid]
-            self._outstanding[worker_id] -= 1
-            reply = (status, headers, body, True)
+            self._release(pending.worker_id)
             if not pending.future.done():
-                pending.future.set_result(reply)
+                pending.future.set_result((status, headers, body, True))
             else:
                 pending.stream.push((500, None, b"", True))
 
@@ -228,3 +290,11 @@ class Dispatcher:
     @property
     def in_flight(self) -> int:
         return len(self._pending)
+
+    def in_flight_by_route(self) -> List[int]:
+        """Requests held for each route, queued or running."""
+        return list(self._in_flight)
+
+    def queued_by_route(self) -> List[int]:
+        """Requests of each route waiting for a worker."""
+        return list(self._queued)

@@ -3,7 +3,8 @@
 Both sides import this module, so the layout of every message is defined here once.
 
 API process -> worker:
-    (REQUESTS, api_server, [(uid, deadline, content_type, body), ...])
+    (REQUESTS, api_server, sent_at, [(uid, deadline, content_type, body), ...])
+        ``sent_at`` and ``deadline`` are ``time.monotonic()`` values, comparable across processes.
     (CANCEL, api_server, [uid, ...])
 worker -> API process:
     (RESPONSES, [(uid, status, headers, body, done), ...])

@@ -8,6 +8,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import zmq
 
+from litserve.metrics import WorkerMetrics
 from litserve.transport import messages
 
 
@@ -18,14 +19,23 @@ class ParentGoneError(Exception):
 class WorkItem:
     """One request waiting in a worker."""
 
-    __slots__ = ("api_server", "uid", "deadline", "content_type", "body")
+    __slots__ = ("api_server", "uid", "deadline", "content_type", "body", "submitted")
 
-    def __init__(self, api_server: int, uid: int, deadline: Optional[float], content_type: str, body: bytes) -> None:
+    def __init__(
+        self,
+        api_server: int,
+        uid: int,
+        deadline: Optional[float],
+        content_type: str,
+        body: bytes,
+        submitted: float = 0.0,
+    ) -> None:
         self.api_server = api_server
         self.uid = uid
         self.deadline = deadline
         self.content_type = content_type
         self.body = body
+        self.submitted = submitted  # when the API process sent it (time.monotonic())
 
     @property
     def key(self) -> Tuple[int, int]:
@@ -41,7 +51,14 @@ _CANCEL_MEMORY_S = 300.0
 class WorkerChannel:
     """Owns a worker's sockets; requests are queued locally so loops can take what they need."""
 
-    def __init__(self, request_endpoint: str, api_inboxes: List[str], parent_sentinel: Optional[int]) -> None:
+    def __init__(
+        self,
+        request_endpoint: str,
+        api_inboxes: List[str],
+        parent_sentinel: Optional[int],
+        metrics: Optional[WorkerMetrics] = None,
+    ) -> None:
+        self.metrics = metrics
         self._context = zmq.Context()
         self._requests = self._context.socket(zmq.PULL)
         self._requests.setsockopt(zmq.LINGER, 0)
@@ -82,11 +99,12 @@ class WorkerChannel:
             self._handle(messages.decode(data))
 
     def _handle(self, message: tuple) -> None:
-        kind, api_server, entries = message
+        kind, api_server, entries = message[0], message[1], message[-1]
         if kind == messages.REQUESTS:
             append = self.pending.append
+            sent_at = message[2]
             for uid, deadline, content_type, body in entries:
-                append(WorkItem(api_server, uid, deadline, content_type, body))
+                append(WorkItem(api_server, uid, deadline, content_type, body, sent_at))
         elif kind == messages.CANCEL:
             now = time.monotonic()
             for uid in entries:
@@ -107,6 +125,11 @@ class WorkerChannel:
                 continue  # the API process already answered 504
             taken.append(item)
         return taken
+
+    def mark_started(self, items: List[WorkItem]) -> None:
+        """The loop is about to run ``items`` as one batch (recorded for ``/metrics``)."""
+        if self.metrics is not None:
+            self.metrics.started(items)
 
     def is_cancelled(self, item: WorkItem) -> bool:
         """Whether the client of ``item`` went away; checks for new messages first."""
@@ -139,3 +162,5 @@ class WorkerChannel:
 
     def close(self) -> None:
         self._context.destroy(linger=1000)
+        if self.metrics is not None:
+            self.metrics.close()

@@ -44,6 +44,7 @@ class WorkerLoop:
                 channel.wait(None)
             items = self.collect()
             if items:
+                channel.mark_started(items)
                 self.step(items)
 
     def collect(self) -> List[WorkItem]:

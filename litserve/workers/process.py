@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 from litserve.api import LitAPI, request_annotation
+from litserve.metrics import WorkerMetrics
 from litserve.options import ApiOptions
 from litserve.transport.worker_channel import ParentGoneError, WorkerChannel
 from litserve.workers.hooks import HookRunner
@@ -34,6 +35,7 @@ class WorkerSpec:
     request_endpoint: str
     api_inboxes: List[str]
     log_level: str = "info"
+    metrics_dir: Optional[str] = None  # where the worker records queue waits and batch sizes
 
     @property
     def name(self) -> str:
@@ -56,7 +58,8 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     signal.signal(signal.SIGTERM, _exit_quietly)
     _configure_logging(spec.log_level)
     parent = multiprocessing.parent_process()
-    channel = WorkerChannel(spec.request_endpoint, spec.api_inboxes, parent.sentinel if parent else None)
+    metrics = WorkerMetrics(spec.metrics_dir, spec.worker_id, spec.api_index) if spec.metrics_dir else None
+    channel = WorkerChannel(spec.request_endpoint, spec.api_inboxes, parent.sentinel if parent else None, metrics)
     runner = HookRunner(spec.lit_api, spec.options)
     try:
         runner.resolve(spec.lit_api.setup(spec.device))
