@@ -135,6 +135,10 @@ def build_app(
             return PlainTextResponse("ok")
         return PlainTextResponse("not ready", status_code=503)
 
+    @app.get("/", include_in_schema=False)
+    async def index() -> Response:
+        return PlainTextResponse("litserve running")
+
     @app.get(LIVENESS_PATH, include_in_schema=False)
     async def liveness() -> Response:
         return PlainTextResponse("alive")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import multiprocessing
 import os
@@ -94,6 +95,9 @@ class LitServer:
         max_queue_size: Optional[int] = DEFAULT_MAX_QUEUE_SIZE,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         metrics_path: Optional[str] = "/metrics",
+        loop: Any = "auto",
+        callbacks: Any = None,
+        loggers: Any = None,
         fast_queue: bool = True,
         track_requests: bool = False,
     ) -> None:
@@ -109,6 +113,8 @@ class LitServer:
             validate_api_path(api_path, "api_path")
         if metrics_path is not None:
             validate_api_path(metrics_path, "metrics_path")
+        _check_unsupported(loop=loop, callbacks=callbacks, loggers=loggers)
+        _check_json_serializable(model_metadata)
         if not isinstance(restart_workers, bool):
             raise ValueError(f"restart_workers must be True or False, got {restart_workers!r}")
 
@@ -143,6 +149,7 @@ class LitServer:
         self.devices = resolve_devices(self.accelerator, devices)
         self.workers_per_device = workers_per_device
         self.timeout = resolve_timeout(timeout)
+        _check_batch_timeout_within_timeout(self.api_options, self.timeout)
         self.max_payload_size = resolve_max_payload_size(max_payload_size)
         self.healthcheck_path = healthcheck_path
         self.info_path = info_path
@@ -181,12 +188,18 @@ class LitServer:
         num_api_servers: Optional[int] = None,
         log_level: str = "info",
         generate_client_file: bool = True,
+        api_server_worker_type: Optional[str] = None,
+        pretty_logs: bool = False,
         **uvicorn_options: Any,
     ) -> None:
         """Start the workers and the HTTP server; returns when the server stops.
 
+        ``num_api_servers`` uvicorn processes share the port (default 1). ``api_server_worker_type`` and
+        ``pretty_logs`` are accepted for LitServe compatibility: API servers are always processes.
         Exits the process with status 1 if a worker's ``setup`` fails.
         """
+        if api_server_worker_type not in (None, "process", "thread"):
+            raise ValueError(f"api_server_worker_type must be 'process' or 'thread', got {api_server_worker_type!r}")
         port = _check_port(port)
         num_api_servers = 1 if num_api_servers is None else num_api_servers
         if not isinstance(num_api_servers, int) or isinstance(num_api_servers, bool) or num_api_servers < 1:
@@ -446,6 +459,31 @@ def _bind_spec(api: LitAPI, opts: ApiOptions) -> ApiOptions:
     spec = copy.copy(opts.spec)
     spec.setup(api)
     return dataclasses.replace(opts, spec=spec, api_path=spec.api_path)
+
+
+def _check_unsupported(**given: Any) -> None:
+    """LitServe options this server does not implement: fail loudly rather than ignore them."""
+    if given["loop"] != "auto":
+        raise ValueError(f"loop must be 'auto' (custom loops are not supported), got {given['loop']!r}")
+    for name in ("callbacks", "loggers"):
+        if given[name]:
+            raise ValueError(f"{name} are not supported yet; remove the {name}= argument")
+
+
+def _check_json_serializable(model_metadata: Any) -> None:
+    try:
+        json.dumps(model_metadata)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"model_metadata must be JSON-serializable: {exc}") from None
+
+
+def _check_batch_timeout_within_timeout(options: List[ApiOptions], timeout: Optional[float]) -> None:
+    for opts in options:
+        if timeout is not None and opts.batch_timeout > timeout:
+            raise ValueError(
+                f"batch_timeout ({opts.batch_timeout} s) must not exceed timeout ({timeout} s): "
+                "requests would time out while waiting for a batch"
+            )
 
 
 def _check_unique_paths(options: List[ApiOptions], server_paths: Dict[str, str]) -> None:

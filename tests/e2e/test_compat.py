@@ -41,3 +41,20 @@ def test_cli_version_and_run(serve_script, tmp_path):
     wrapper.write_text(f"import sys\nfrom litserve.cli import main\nsys.exit(main(['run', {str(script)!r}]))\n")
     server = serve_script(wrapper)
     assert httpx.post(f"{server.url}/predict", json={"input": 2}).json() == {"output": 4}
+
+
+def test_litserve_0_2_server_and_run_arguments_are_accepted(serve):
+    server = serve(
+        "tests.apps:SquareAPI",
+        loop="auto",
+        callbacks=None,
+        loggers=None,
+        fast_queue=True,
+        track_requests=False,
+        model_metadata={"version": "1"},
+        run_kwargs={"api_server_worker_type": "process", "pretty_logs": False},
+    )
+    assert httpx.post(f"{server.url}/predict", json={"input": 3}).json() == {"output": 9}
+    index = httpx.get(server.url)
+    assert index.status_code == 200 and index.text == "litserve running"
+    assert httpx.get(f"{server.url}/info").json()["model"] == {"version": "1"}

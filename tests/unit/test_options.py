@@ -53,6 +53,13 @@ def test_litapi_subclass_without_super_init_still_works():
         ({"healthcheck_path": "health"}, "healthcheck_path"),
         ({"max_payload_size": -5}, "max_payload_size"),
         ({"restart_workers": "yes"}, "restart_workers"),
+        ({"max_queue_size": 0}, "max_queue_size"),
+        ({"shutdown_timeout": -1}, "shutdown_timeout"),
+        ({"metrics_path": "metrics"}, "metrics_path"),
+        ({"model_metadata": {"created": object()}}, "model_metadata"),
+        ({"timeout": 1, "batch_timeout": 2}, "batch_timeout"),
+        ({"loop": "continuous"}, "loop"),
+        ({"callbacks": [object()]}, "callbacks"),
     ],
 )
 def test_invalid_options_fail_at_construction_naming_the_option(kwargs, option):
