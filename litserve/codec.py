@@ -61,7 +61,10 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         reason = str(exc)
-    # orjson rejects integers beyond 64 bits, which are valid JSON: let the standard parser decide.
+    if "surrogate" in reason:
+        # An escaped lone surrogate ("\ud800") is no character: no hook could encode it, nor could we echo it.
+        raise RequestError(400, f"Request body is not valid JSON: {reason}") from None
+    # Python's parser accepts a little more than orjson (NaN, Infinity): let it decide.
     try:
         return json.loads(body)
     except RecursionError:

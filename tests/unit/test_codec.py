@@ -26,6 +26,13 @@ def test_json_payloads_decode_and_bad_ones_raise_400():
     assert info.value.status == 400
 
 
+def test_surrogate_pairs_parse_but_lone_surrogates_are_rejected():
+    assert codec.parse_json(b'["\\ud83d\\ude00"]') == ["\U0001f600"]  # a proper surrogate pair
+    with pytest.raises(codec.RequestError) as info:
+        codec.parse_json(b'{"input": "\\ud800"}')
+    assert info.value.status == 400 and "surrogate" in info.value.detail
+
+
 def test_pydantic_validation_errors_become_422_with_locations():
     with pytest.raises(codec.RequestError) as info:
         codec.decode_payload("application/json", b'{"name": "x", "price": "free"}', Item)
