@@ -396,11 +396,11 @@ class ChatCompletionRequest(_Lenient):
 
     model: str = DEFAULT_MODEL_NAME
     messages: List[ChatMessage]
-    temperature: Optional[float] = 0.7
-    top_p: Optional[float] = 1.0
+    temperature: Optional[float] = Field(default=0.7, ge=0, le=2)
+    top_p: Optional[float] = Field(default=1.0, ge=0, le=1)
     n: int = Field(default=1, ge=1, le=128)
-    max_tokens: Optional[int] = None
-    max_completion_tokens: Optional[int] = None
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     stop: Optional[Union[str, List[str]]] = None
     seed: Optional[int] = None
     stream: bool = False

@@ -267,8 +267,9 @@ def test_request_defaults_nulls_and_validation():
     )
     assert single_stop.stop_sequences == ["x"] and single_stop.max_new_tokens == 5
 
-    with pytest.raises(ValidationError):
-        ChatCompletionRequest.model_validate({"messages": [{"role": "user", "content": "hi"}], "n": 0})
+    for field, value in [("n", 0), ("max_tokens", -1), ("max_completion_tokens", 0), ("temperature", 3)]:
+        with pytest.raises(ValidationError, match=field):
+            ChatCompletionRequest.model_validate({"messages": [{"role": "user", "content": "hi"}], field: value})
     with pytest.raises(ValidationError):
         ChatCompletionRequest.model_validate({"model": "m"})
     with pytest.raises(ValidationError):
