@@ -169,16 +169,22 @@ class PredictEndpoint:
 
     async def _relay_stream(self, pending: Pending, status: int, headers: Any, data: bytes, send: Send) -> None:
         await send({"type": "http.response.start", "status": status, "headers": headers or codec.JSON_LINES_HEADERS})
-        await send({"type": "http.response.body", "body": data, "more_body": True})
+        # Items that arrived together go out in one write: a fast generator costs fewer syscalls and
+        # client wake-ups, and no item waits for one that has not arrived yet.
         stream = pending.stream
+        parts = [data]
+        chunks = stream.take_ready()
         while True:
-            status, _, data, done = await stream.next()
-            if status is None:
-                return
-            if done:
-                await send({"type": "http.response.body", "body": data, "more_body": False})
-                return
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+            for status, _, data, done in chunks:
+                if status is None:
+                    return  # the client is gone
+                parts.append(data)
+                if done:
+                    await send({"type": "http.response.body", "body": b"".join(parts), "more_body": False})
+                    return
+            await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
+            parts = []
+            chunks = await stream.next_batch()
 
 
 async def send_reply(send: Send, reply: codec.Reply) -> None:

@@ -23,6 +23,10 @@ logger = logging.getLogger("litserve")
 # (status, headers, body, done)
 Chunk = Tuple[int, Any, bytes, bool]
 
+# Inbox messages handled per turn of the event loop. A worker that streams fast could otherwise keep the
+# reader busy for milliseconds while the items already read wait to be written to their clients.
+_READS_PER_TURN = 32
+
 
 class ResponseStream:
     """The chunks of one streamed reply, in arrival order."""
@@ -40,12 +44,19 @@ class ResponseStream:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def next(self) -> Chunk:
+    async def next_batch(self) -> List[Chunk]:
+        """Every chunk that has arrived, in order; waits for the first one if none has."""
         while not self._chunks:
             self._waiter = self._loop.create_future()
             await self._waiter
             self._waiter = None
-        return self._chunks.popleft()
+        return self.take_ready()
+
+    def take_ready(self) -> List[Chunk]:
+        """The chunks that have arrived so far (possibly none), without waiting."""
+        chunks = list(self._chunks)
+        self._chunks.clear()
+        return chunks
 
 
 class Pending:
@@ -222,7 +233,7 @@ class Dispatcher:
     def _read_inbox(self) -> None:
         recv = self._inbox.recv
         decode = messages.decode
-        while True:
+        for _ in range(_READS_PER_TURN):
             try:
                 data = recv(zmq.NOBLOCK)
             except zmq.Again:
@@ -240,6 +251,9 @@ class Dispatcher:
                 self._dead.discard(message[1])
             elif kind == messages.WORKER_EXITED:
                 self._worker_exited(message[1], message[2])
+        # More is waiting: read it on the next turn, so the replies read so far reach their clients first.
+        # (The inbox's descriptor only signals new arrivals, so it will not call us again by itself.)
+        self._loop.call_soon(self._read_inbox)
 
     def _resolve(self, entries: list) -> None:
         pending_by_uid = self._pending
