@@ -109,7 +109,7 @@ class PredictEndpoint:
                 else:
                     kind = JSON
             elif kind == FORM_CONTENT_TYPE:
-                body = await _read_form(scope, receive)
+                body = await _read_form(scope, _within_limit(receive, limit))
             else:
                 body = await read_body(receive, limit)
         except PayloadTooLargeError:
@@ -233,15 +233,36 @@ def _body_kind(content_type: bytes) -> str:
     )
 
 
+def _within_limit(receive: Receive, limit: Optional[int]) -> Receive:
+    """``receive`` that raises PayloadTooLargeError once the body passes ``limit`` bytes (chunked uploads)."""
+    if limit is None:
+        return receive
+    size = 0
+
+    async def receive_within_limit() -> dict:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise PayloadTooLargeError()
+        return message
+
+    return receive_within_limit
+
+
 async def _read_form(scope: Scope, receive: Receive) -> bytes:
     from starlette.requests import Request
 
     try:
         form = await Request(scope, receive).form()
+    except PayloadTooLargeError:
+        raise
     except Exception as exc:  # malformed multipart bodies raise parser-specific errors
         raise ValueError(f"Could not parse the form in the request body: {exc}") from None
     payload = await form_to_dict(form)
-    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL) if payload else b""
+    if not payload:
+        raise ValueError("Could not find any field in the multipart form in the request body")
+    return pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _urlencoded_form(body: bytes) -> bytes:

@@ -356,6 +356,31 @@ def test_max_payload_size_stops_a_chunked_upload_without_holding_it(serve):
     assert ok.status_code == 200 and ok.json() == {"output": 9}
 
 
+def test_max_payload_size_stops_a_chunked_multipart_upload(serve):
+    server = serve("tests.apps:FormAPI", max_payload_size="1MB")
+    url = f"{server.url}/predict"
+    peak_before = rss_kb(server.process.pid, "VmHWM")
+    boundary = "litserve-test-boundary"
+    chunk = b"\0" * 65536
+
+    def body():  # a 64 MB file part, chunked (no Content-Length)
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n'.encode()
+        yield b"Content-Type: application/octet-stream\r\n\r\n"
+        for _ in range(1024):
+            yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    response = httpx.post(url, content=body(), headers=headers, timeout=60)
+    assert response.status_code == 413
+    assert rss_kb(server.process.pid, "VmHWM") - peak_before < 32_000, "the server held the upload in memory"
+
+    broken = httpx.post(url, content=b"no parts here", headers=headers)
+    assert broken.status_code == 400 and "form" in broken.json()["detail"]
+    ok = httpx.post(url, files={"file": ("a.txt", b"abc", "text/plain")}, data={"label": "a"})
+    assert ok.status_code == 200 and ok.json() == {"name": "a.txt", "size": 3, "label": "a"}
+
+
 def _raw_request(port: int, data: bytes, half_close: bool = False, read: bool = True) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(data)
