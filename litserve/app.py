@@ -84,6 +84,7 @@ def build_app(
             process_state.route_workers,
             queue_limits=process_state.queue_limits,
             batch_sizes=process_state.batch_sizes,
+            error_bodies=[_error_body(opts.spec) for opts in options],
         )
         dispatcher.start()
         runtime.dispatcher = dispatcher
@@ -110,7 +111,7 @@ def build_app(
             max_payload_size,
             stream=spec.may_stream if spec is not None else opts.stream,
             check_api_key=authorize is None,
-            error_body=spec.error_body if spec is not None else detail_error_body,
+            error_body=_error_body(spec),
         )
         if process_state.metrics is not None:
             endpoint = process_state.metrics.instrument(route, endpoint)
@@ -153,6 +154,11 @@ def build_app(
         return JSONResponse(info)
 
     return app, LitApp(app, fast_routes)
+
+
+def _error_body(spec: Any) -> Any:
+    """How errors of a route are shaped: the spec's way (OpenAI's ``{"error": ...}``), else ``{"detail": ...}``."""
+    return spec.error_body if spec is not None else detail_error_body
 
 
 def _add_documented_route(app: FastAPI, path: str, lit_api: LitAPI, spec: Any) -> None:

@@ -15,3 +15,14 @@ class ChatAPI(TestAPI):
 class EmbedAPI(TestEmbedAPI):
     def __init__(self):
         super().__init__(spec=ls.OpenAIEmbeddingSpec())
+
+
+class CrashingChatAPI(TestAPI):
+    """A chat model whose worker dies (``os._exit``) when the last message says "crash"."""
+
+    def predict(self, messages: list):
+        if messages[-1].get("content") == "crash":
+            import os
+
+            os._exit(9)
+        yield from super().predict(messages)

@@ -261,3 +261,16 @@ def test_sse_wire_format_line_by_line(chat_server):
     assert len(content_chunks) == len(GENERATED_OUTPUT.split(" ")), "one event per item, flushed separately"
     assert payloads[-2]["choices"][0]["finish_reason"] == "stop"
     assert payloads[-1]["choices"] == [] and payloads[-1]["usage"]["total_tokens"] >= 1
+
+
+def test_a_worker_that_dies_is_reported_in_openai_error_shape(serve):
+    server = serve("tests.apps_specs:CrashingChatAPI", spec={"__spec__": "openai"})
+    client = client_for(server)
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "crash"}])
+    assert info.value.status_code == 503
+    assert "stopped unexpectedly" in info.value.body["message"]
+    # The worker is restarted and the route serves again.
+    server.wait_ready()
+    reply = client.chat.completions.create(model="m", messages=MESSAGES)
+    assert reply.choices[0].message.content == GENERATED_OUTPUT
