@@ -165,7 +165,9 @@ def test_generated_client_file_talks_to_the_server(tmp_path):
         wait_for(ready, timeout=60, message="server health")
         client = tmp_path / "client.py"
         assert client.exists()
-        result = subprocess.run([sys.executable, str(client)], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+        # -S: no site-packages, so the client must work on a bare Python with nothing installed.
+        command = [sys.executable, "-S", str(client)]
+        result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr
         assert "Status: 200" in result.stdout
         assert '{"output":16.0}' in result.stdout
@@ -179,7 +181,7 @@ def test_client_file_is_not_overwritten(tmp_path):
 
     existing = tmp_path / "client.py"
     existing.write_text("# mine\n")
-    write_client_file(8000, "/predict", needs_api_key=False, path=str(existing))
+    write_client_file(8000, "/predict", path=str(existing))
     assert existing.read_text() == "# mine\n"
 
 
