@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from litserve.api import LitAPI, request_annotation, response_annotation
-from litserve.codec import detail_error_body
+from litserve.codec import PLAIN_ERRORS, ErrorFormat
 from litserve.metrics import ProcessMetrics, metrics_route
 from litserve.options import ApiOptions
 from litserve.routes import PredictEndpoint, Runtime
@@ -84,7 +84,7 @@ def build_app(
             process_state.route_workers,
             queue_limits=process_state.queue_limits,
             batch_sizes=process_state.batch_sizes,
-            error_bodies=[_error_body(opts.spec) for opts in options],
+            error_formats=[_error_format(opts.spec) for opts in options],
         )
         dispatcher.start()
         runtime.dispatcher = dispatcher
@@ -111,7 +111,7 @@ def build_app(
             max_payload_size,
             stream=spec.may_stream if spec is not None else opts.stream,
             check_api_key=authorize is None,
-            error_body=_error_body(spec),
+            error_body=_error_format(spec).error_body,
         )
         if process_state.metrics is not None:
             endpoint = process_state.metrics.instrument(route, endpoint)
@@ -156,9 +156,9 @@ def build_app(
     return app, LitApp(app, fast_routes)
 
 
-def _error_body(spec: Any) -> Any:
+def _error_format(spec: Any) -> ErrorFormat:
     """How errors of a route are shaped: the spec's way (OpenAI's ``{"error": ...}``), else ``{"detail": ...}``."""
-    return spec.error_body if spec is not None else detail_error_body
+    return spec if spec is not None else PLAIN_ERRORS
 
 
 def _add_documented_route(app: FastAPI, path: str, lit_api: LitAPI, spec: Any) -> None:

@@ -130,6 +130,20 @@ def detail_error_body(status: int, detail: Any) -> bytes:
     return orjson.dumps({"detail": detail})
 
 
+class ErrorFormat:
+    """How a route words the errors the server answers itself: whole replies, and the end of a broken stream."""
+
+    def error_body(self, status: int, detail: Any) -> bytes:
+        return detail_error_body(status, detail)
+
+    def stream_error(self, status: int, detail: Any) -> bytes:
+        """The last bytes of a stream that failed after it started (plain streams just end)."""
+        return b""
+
+
+PLAIN_ERRORS = ErrorFormat()
+
+
 def error_reply(status: int, detail: Any, headers: Headers = None, error_body: ErrorBody = detail_error_body) -> Reply:
     """A complete JSON error response."""
     if headers:

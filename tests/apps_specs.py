@@ -26,3 +26,15 @@ class CrashingChatAPI(TestAPI):
 
             os._exit(9)
         yield from super().predict(messages)
+
+
+class PidThenStallChatAPI(TestAPI):
+    """Streams its worker's pid, then stalls for a minute (the test kills the worker meanwhile)."""
+
+    def predict(self, messages: list):
+        import os
+        import time
+
+        yield str(os.getpid())
+        time.sleep(60)
+        yield " done"

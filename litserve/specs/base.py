@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from litserve.workers.loops import WorkerLoop
 
 
-class LitSpec:
+class LitSpec(codec.ErrorFormat):
     """Base class of API specs such as ``OpenAISpec``.
 
     A spec owns the route its LitAPI is served on, how request bodies are parsed and replies written,
@@ -55,9 +55,6 @@ class LitSpec:
         return list(output)
 
     # --- wire format -------------------------------------------------------------------------------------
-
-    def error_body(self, status: int, detail: Any) -> bytes:
-        return codec.detail_error_body(status, detail)
 
     def make_loop(self, runner: HookRunner, channel: WorkerChannel) -> WorkerLoop:
         """The worker loop that serves this spec's requests."""

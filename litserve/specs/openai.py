@@ -46,6 +46,11 @@ SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-
 _DONE_EVENT = b"data: [DONE]\n\n"
 
 
+def sse_error_event(error_body: bytes) -> bytes:
+    """An error inside an event stream: the SDK raises it as an ``APIError``."""
+    return b"data: " + error_body + b"\n\n"
+
+
 def openai_error_body(status: int, detail: Any) -> bytes:
     """``{"error": {"message", "type", "param", "code"}}``, so the openai SDK raises its typed exceptions."""
     param = None
@@ -349,7 +354,7 @@ class ChatLoop(WorkerLoop):
         status, headers, body = codec.exception_reply(exc, hook, self.error_body)
         if reply.started:
             # Mid-stream: an OpenAI error event makes the SDK raise; then the stream ends.
-            self.channel.send_one(reply.item, 200, None, b"data: " + body + b"\n\n", True)
+            self.channel.send_one(reply.item, 200, None, sse_error_event(body), True)
         else:
             self.channel.send_one(reply.item, status, headers, body, True)
 
@@ -400,6 +405,9 @@ class OpenAISpec(LitSpec):
 
     def error_body(self, status: int, detail: Any) -> bytes:
         return openai_error_body(status, detail)
+
+    def stream_error(self, status: int, detail: Any) -> bytes:
+        return sse_error_event(openai_error_body(status, detail))
 
     def make_loop(self, runner: HookRunner, channel: WorkerChannel) -> WorkerLoop:
         return ChatLoop(runner, channel, self)

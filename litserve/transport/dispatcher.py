@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import zmq
 
-from litserve.codec import ErrorBody, detail_error_body, error_reply
+from litserve.codec import PLAIN_ERRORS, ErrorFormat, error_reply
 from litserve.transport import messages
 
 logger = logging.getLogger("litserve")
@@ -85,7 +85,7 @@ class Dispatcher:
         route_workers: List[List[int]],
         queue_limits: Optional[Sequence[Optional[int]]] = None,
         batch_sizes: Optional[Sequence[int]] = None,
-        error_bodies: Optional[Sequence[ErrorBody]] = None,
+        error_formats: Optional[Sequence[ErrorFormat]] = None,
     ) -> None:
         self.api_server = api_server
         self._endpoints = endpoints
@@ -94,7 +94,7 @@ class Dispatcher:
         self._queue_limits = list(queue_limits) if queue_limits is not None else [None] * routes
         batch_sizes = list(batch_sizes) if batch_sizes is not None else [1] * routes
         # How each route shapes the errors the dispatcher answers itself (an OpenAI route: OpenAI's shape).
-        self._error_bodies = list(error_bodies) if error_bodies is not None else [detail_error_body] * routes
+        self._error_formats = list(error_formats) if error_formats is not None else [PLAIN_ERRORS] * routes
         self._route_of = {w: route for route, workers in enumerate(route_workers) for w in workers}
         self._runs_at_once = {w: batch_sizes[route] for w, route in self._route_of.items()}
         self._pending: Dict[int, Pending] = {}
@@ -290,12 +290,12 @@ class Dispatcher:
         for pending in lost:
             del self._pending[pending.uid]
             self._release(pending.worker_id)
+            errors = self._error_formats[self._route_of[pending.worker_id]]
             if not pending.future.done():
-                error_body = self._error_bodies[self._route_of[pending.worker_id]]
-                status, headers, body = error_reply(503, detail, error_body=error_body)
+                status, headers, body = error_reply(503, detail, error_body=errors.error_body)
                 pending.future.set_result((status, headers, body, True))
             else:
-                pending.stream.push((500, None, b"", True))
+                pending.stream.push((500, None, errors.stream_error(503, detail), True))
 
     # --- state ------------------------------------------------------------------------------------
 

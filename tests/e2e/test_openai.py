@@ -274,3 +274,16 @@ def test_a_worker_that_dies_is_reported_in_openai_error_shape(serve):
     server.wait_ready()
     reply = client.chat.completions.create(model="m", messages=MESSAGES)
     assert reply.choices[0].message.content == GENERATED_OUTPUT
+
+
+def test_a_worker_that_dies_mid_stream_ends_it_with_an_openai_error_event(serve):
+    import os
+    import signal
+
+    server = serve("tests.apps_specs:PidThenStallChatAPI", spec={"__spec__": "openai"})
+    stream = client_for(server).chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    first = next(iter(stream))
+    os.kill(int(first.choices[0].delta.content), signal.SIGKILL)
+    with pytest.raises(openai.APIError, match="stopped unexpectedly"):
+        for _ in stream:
+            pass
