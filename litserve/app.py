@@ -136,9 +136,11 @@ def build_app(
             return PlainTextResponse("ok")
         return PlainTextResponse("not ready", status_code=503)
 
-    @app.get("/", include_in_schema=False)
-    async def index() -> Response:
-        return PlainTextResponse("litserve running")
+    if all(opts.api_path != "/" for opts in options):
+
+        @app.get("/", include_in_schema=False)
+        async def index() -> Response:
+            return PlainTextResponse("litserve running")
 
     @app.get(LIVENESS_PATH, include_in_schema=False)
     async def liveness() -> Response:

@@ -10,7 +10,7 @@ Exported (``path`` is the API's route):
 
 - ``litserve_requests_total{path,code}``: requests answered, by HTTP status (499: client left before a reply).
 - ``litserve_request_duration_seconds{path}``: arrival to last byte sent, histogram.
-- ``litserve_queue_wait_seconds{path}``: arrival to a worker starting the request, histogram.
+- ``litserve_queue_wait_seconds{path}``: from the API process handing a request to a worker until it starts.
 - ``litserve_batch_size{path}``: requests per batch given to ``predict``, histogram.
 - ``litserve_requests_in_flight{path}``: requests held by the API processes (queued or running).
 - ``litserve_queue_depth{path}``: requests waiting for a worker (what ``max_queue_size`` bounds).
@@ -19,6 +19,7 @@ Exported (``path`` is the API's route):
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 import os
 import time
@@ -214,6 +215,8 @@ class InstrumentedEndpoint:
 
         try:
             await self.endpoint(scope, receive, send_and_note)
+        except asyncio.CancelledError:
+            raise  # cancelled by the server (shutdown): counted as a client that got no answer
         except BaseException:
             if status == CLIENT_CLOSED:
                 status = 500  # what uvicorn answers for an exception before the response started
@@ -253,7 +256,7 @@ def render(totals: Sequence[float], paths: Sequence[str], accept: Optional[str])
 
     requests = CounterMetricFamily("litserve_requests", "Requests answered, by HTTP status.", labels=["path", "code"])
     duration = _HistogramFamily("litserve_request_duration_seconds", "Time from arrival to the last byte sent.")
-    queue_wait = _HistogramFamily("litserve_queue_wait_seconds", "Time from arrival until a worker started it.")
+    queue_wait = _HistogramFamily("litserve_queue_wait_seconds", "Time from hand-off to a worker until it started.")
     batch = _HistogramFamily("litserve_batch_size", "Requests in each batch given to predict.")
     in_flight = GaugeMetricFamily(
         "litserve_requests_in_flight", "Requests held by the server, queued or running.", labels=["path"]

@@ -138,6 +138,10 @@ class PredictEndpoint:
         watcher = loop.create_task(_watch_disconnect(receive, dispatcher, pending))
         try:
             first = await pending.future
+        except asyncio.CancelledError:
+            dispatcher.abandon(pending)
+            watcher.cancel()
+            raise
         finally:
             if timer is not None:
                 timer.cancel()

@@ -10,7 +10,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from litserve import auth
 from litserve.api import LitAPI, is_async_hook, is_generator_hook
@@ -135,15 +135,11 @@ class LitServer:
             for name in ("max_batch_size", "batch_timeout", "api_path", "stream", "spec", "enable_async"):
                 setattr(api, name, getattr(opts, name))
             self.api_options.append(opts)
-        _check_unique_paths(
-            self.api_options,
-            {
-                healthcheck_path: "healthcheck_path",
-                info_path: "info_path",
-                LIVENESS_PATH: "the liveness check",
-                **({metrics_path: "metrics_path"} if metrics_path is not None else {}),
-            },
-        )
+        server_paths = [(healthcheck_path, "healthcheck_path"), (info_path, "info_path")]
+        server_paths.append((LIVENESS_PATH, "the liveness check"))
+        if metrics_path is not None:
+            server_paths.append((metrics_path, "metrics_path"))
+        _check_unique_paths(self.api_options, server_paths)
 
         self.accelerator = resolve_accelerator(accelerator)
         self.devices = resolve_devices(self.accelerator, devices)
@@ -219,16 +215,16 @@ class LitServer:
             [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
         ]
         self._log_banner(host, port, specs, num_api_servers)
+        supervisor_metrics = ProcessMetrics(len(self.lit_apis), metrics_dir).open("supervisor")
         try:
-            supervisor_metrics = ProcessMetrics(len(self.lit_apis), metrics_dir).open("supervisor")
             if num_api_servers == 1:
                 failed = self._run_single(host, port, log_level, specs, inboxes, uvicorn_options, supervisor_metrics)
             else:
                 failed = self._run_multi(
                     host, port, log_level, specs, inboxes, num_api_servers, uvicorn_options, supervisor_metrics
                 )
-            supervisor_metrics.close()
         finally:
+            supervisor_metrics.close()
             endpoints.cleanup()
         if failed:
             sys.exit(1)
@@ -486,12 +482,13 @@ def _check_batch_timeout_within_timeout(options: List[ApiOptions], timeout: Opti
             )
 
 
-def _check_unique_paths(options: List[ApiOptions], server_paths: Dict[str, str]) -> None:
-    seen = dict(server_paths)
-    for opts in options:
-        if opts.api_path in seen:
-            raise ValueError(f"api_path {opts.api_path!r} is used twice (also by {seen[opts.api_path]})")
-        seen[opts.api_path] = "another LitAPI"
+def _check_unique_paths(options: List[ApiOptions], server_paths: List[Tuple[str, str]]) -> None:
+    """Every route needs a path of its own: ``server_paths`` are (path, the option that set it) pairs."""
+    seen: Dict[str, str] = {}
+    for path, owner in [*server_paths, *((opts.api_path, "api_path") for opts in options)]:
+        if path in seen:
+            raise ValueError(f"{owner} {path!r} is used twice (also by {seen[path]})")
+        seen[path] = owner
 
 
 def _check_port(port: Union[int, str]) -> int:

@@ -111,27 +111,37 @@ class Supervisor:
         notifier = _ApiNotifier(self._api_inboxes)
         restart_at: Dict[int, float] = {}
         try:
-            while not self._stopping.is_set():
+            # Runs until stop() has joined the workers and wakes it: on Linux, the workers this thread
+            # restarted are killed by the kernel when it ends (PR_SET_PDEATHSIG follows the spawning thread).
+            while True:
                 by_sentinel = {w.process.sentinel: w for w in self._workers.values() if w.watching}
                 timeout = None
                 if restart_at:
                     timeout = max(0.0, min(restart_at.values()) - time.monotonic())
                 ready = wait([*by_sentinel, self._wakeup_r], timeout)
-                if self._stopping.is_set():
+                if self._wakeup_r in ready:
                     return
-                for sentinel in ready:
-                    worker = by_sentinel.get(sentinel)
-                    if worker is not None:
-                        self._handle_exit(worker, notifier, restart_at)
-                if self.fatal_error is not None:
-                    restart_at.clear()  # the server is stopping: no more restarts
-                now = time.monotonic()
-                for worker_id, when in list(restart_at.items()):
-                    if when <= now:
-                        del restart_at[worker_id]
-                        self._restart(self._workers[worker_id])
+                try:
+                    self._handle_ready(ready, by_sentinel, notifier, restart_at)
+                except Exception:
+                    logger.exception("error while supervising the workers; still watching")
         finally:
             notifier.close()
+
+    def _handle_ready(
+        self, ready: list, by_sentinel: Dict[Any, _Worker], notifier: _ApiNotifier, restart_at: Dict[int, float]
+    ) -> None:
+        for sentinel in ready:
+            worker = by_sentinel.get(sentinel)
+            if worker is not None:
+                self._handle_exit(worker, notifier, restart_at)
+        if self.fatal_error is not None or self._stopping.is_set():
+            restart_at.clear()  # the server is stopping: no more restarts
+        now = time.monotonic()
+        for worker_id, when in list(restart_at.items()):
+            if when <= now:
+                del restart_at[worker_id]
+                self._restart(self._workers[worker_id])
 
     def _restart(self, worker: _Worker) -> None:
         with self._spawn_lock:
@@ -145,6 +155,8 @@ class Supervisor:
 
     def _handle_exit(self, worker: _Worker, notifier: _ApiNotifier, restart_at: Dict[int, float]) -> None:
         worker.watching = False
+        if self._stopping.is_set():
+            return  # stop() is terminating it
         process = worker.process
         process.join(timeout=1)
         description = describe_exit(process.exitcode)

@@ -98,6 +98,7 @@ class Dispatcher:
         self._route_of = {w: route for route, workers in enumerate(route_workers) for w in workers}
         self._runs_at_once = {w: batch_sizes[route] for w, route in self._route_of.items()}
         self._pending: Dict[int, Pending] = {}
+        self._closed = False
         self._outstanding: Dict[int, int] = {w: 0 for workers in route_workers for w in workers}
         self._in_flight = [0] * routes
         self._queued = [0] * routes
@@ -167,6 +168,8 @@ class Dispatcher:
 
     def has_room(self, route: int) -> bool:
         """Whether a new request of ``route`` may be accepted: it would run at once, or the queue has room."""
+        if self._closed:
+            return False
         limit = self._queue_limits[route]
         if limit is None or self._queued[route] < limit:
             return True
@@ -175,6 +178,7 @@ class Dispatcher:
 
     def fail_all(self, detail: str) -> int:
         """Answer every request still held with 503 and ``detail`` (the shutdown grace period is over)."""
+        self._closed = True  # requests still uploading their body get 503 too
         lost = list(self._pending.values())
         self._fail(lost, detail)
         for pending in lost:
@@ -269,7 +273,7 @@ class Dispatcher:
                 self._release(pending.worker_id)
             if not pending.future.done():
                 pending.future.set_result((status, headers, body, done))
-            else:
+            elif pending.stream is not None:
                 pending.stream.push((status, headers, body, done))
 
     def _worker_exited(self, worker_id: int, description: str) -> None:
@@ -294,7 +298,7 @@ class Dispatcher:
             if not pending.future.done():
                 status, headers, body = error_reply(503, detail, error_body=errors.error_body)
                 pending.future.set_result((status, headers, body, True))
-            else:
+            elif pending.stream is not None:
                 pending.stream.push((500, None, errors.stream_error(503, detail), True))
 
     # --- state ------------------------------------------------------------------------------------

@@ -254,6 +254,26 @@ def test_sigterm_lets_the_running_request_finish_then_exits_0(serve, tmp_path, n
     wait_for(lambda: not any(alive(pid) for pid in group), timeout=10, message="every server process to exit")
 
 
+def test_sigterm_after_a_worker_restart_stops_everything_cleanly(serve, tmp_path):
+    server = serve("tests.apps:CrashAPI", api_kwargs={"gate_dir": str(tmp_path)}, workers_per_device=2)
+    url = f"{server.url}/predict"
+    first = httpx.post(url, json={}).json()["pid"]
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: "restarting" in server.output(), timeout=10, message="the restart")
+    server.wait_ready()
+    group = session_pids(server.process.pid)
+    running = Background(url, {"id": "r", "sleep": 1})
+    wait_for(lambda: (tmp_path / "started-r").exists(), timeout=10, message="the request to run")
+
+    os.kill(server.process.pid, signal.SIGTERM)
+    assert running.join(timeout=30).status_code == 200
+    assert server.wait_exit(timeout=30) == 0
+    output = server.output()
+    assert "Traceback" not in output, output
+    assert output.count("(restart ") == 1, output
+    wait_for(lambda: not any(alive(pid) for pid in group), timeout=10, message="every server process to exit")
+
+
 def test_sigterm_lets_a_stream_finish(serve, tmp_path):
     server = serve("tests.apps:StreamAPI", api_kwargs={"gate_dir": str(tmp_path)}, stream=True)
     lines: List[dict] = []
