@@ -56,8 +56,6 @@ class ServerProcessState:
         self.api_server = 0
         self.endpoints: Optional[Endpoints] = None
         self.route_workers: List[List[int]] = []
-        self.queue_limits: List[Optional[int]] = []  # max_queue_size of each route
-        self.batch_sizes: List[int] = []  # max_batch_size of each route
         self.metrics: Optional[ProcessMetrics] = None
         self.draining = False  # shutting down: finishing in-flight requests, not ready for new ones
 
@@ -69,6 +67,7 @@ def build_app(
     process_state: ServerProcessState,
     timeout: Optional[float],
     max_payload_size: Optional[int],
+    max_queue_size: Optional[int],
     healthcheck_path: str,
     info_path: str,
     info: Dict[str, Any],
@@ -82,8 +81,8 @@ def build_app(
             process_state.api_server,
             process_state.endpoints,
             process_state.route_workers,
-            queue_limits=process_state.queue_limits,
-            batch_sizes=process_state.batch_sizes,
+            queue_limits=[max_queue_size] * len(options),
+            batch_sizes=[opts.max_batch_size for opts in options],
             error_formats=[_error_format(opts.spec) for opts in options],
         )
         dispatcher.start()

@@ -7,6 +7,8 @@ import os
 from typing import Callable, List, Optional, Tuple
 
 API_KEY_ENV = "LIT_SERVER_API_KEY"
+# What a request without a valid key is told (401).
+MISSING_API_KEY_MESSAGE = "Invalid or missing API key: send it in the X-API-Key header"
 
 Headers = List[Tuple[bytes, bytes]]
 

@@ -26,6 +26,8 @@ import time
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
+from litserve.auth import MISSING_API_KEY_MESSAGE
+
 if TYPE_CHECKING:
     from litserve.transport.dispatcher import Dispatcher
     from litserve.transport.worker_channel import WorkItem
@@ -316,7 +318,7 @@ def metrics_route(paths: Sequence[str], metrics: ProcessMetrics, runtime: Any) -
     async def serve_metrics(request: Request) -> Response:
         authenticate = runtime.authenticate
         if authenticate is not None and not authenticate(request.scope["headers"]):
-            return JSONResponse({"detail": "Invalid or missing API key: send it in the X-API-Key header"}, 401)
+            return JSONResponse({"detail": MISSING_API_KEY_MESSAGE}, 401)
         if runtime.dispatcher is not None:
             metrics.sample(runtime.dispatcher)
         totals = read_totals(metrics.directory, len(paths)) if metrics.directory else list(metrics.values)

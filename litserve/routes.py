@@ -13,6 +13,7 @@ import time
 from typing import Any, Callable, List, Optional, Tuple
 
 from litserve import codec
+from litserve.auth import MISSING_API_KEY_MESSAGE
 from litserve.forms import form_to_dict
 from litserve.transport.dispatcher import Dispatcher, Pending
 from litserve.transport.messages import FORM_CONTENT_TYPE
@@ -72,7 +73,7 @@ class PredictEndpoint:
         headers = scope["headers"]
         authenticate = self.runtime.authenticate
         if authenticate is not None and self.check_api_key and not authenticate(headers):
-            await send_reply(send, self.error(401, "Invalid or missing API key: send it in the X-API-Key header"))
+            await send_reply(send, self.error(401, MISSING_API_KEY_MESSAGE))
             return
         if not self.runtime.dispatcher.has_room(self.route):
             # Admission control: answer at once, before reading the body, so overload costs next to nothing.

@@ -158,8 +158,6 @@ class LitServer:
 
         self._runtime = Runtime()
         self._process_state = ServerProcessState()
-        self._process_state.queue_limits = [self.max_queue_size] * len(lit_apis)
-        self._process_state.batch_sizes = [opts.max_batch_size for opts in self.api_options]
         if metrics_path is not None:
             self._process_state.metrics = ProcessMetrics(len(lit_apis))
         self.app, self._lit_app = build_app(
@@ -169,6 +167,7 @@ class LitServer:
             self._process_state,
             timeout=self.timeout,
             max_payload_size=self.max_payload_size,
+            max_queue_size=self.max_queue_size,
             healthcheck_path=healthcheck_path,
             info_path=info_path,
             info=self._info(),

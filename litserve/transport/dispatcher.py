@@ -92,15 +92,13 @@ class Dispatcher:
         self._route_workers = route_workers
         routes = len(route_workers)
         self._queue_limits = list(queue_limits) if queue_limits is not None else [None] * routes
-        batch_sizes = list(batch_sizes) if batch_sizes is not None else [1] * routes
+        self._batch_sizes = list(batch_sizes) if batch_sizes is not None else [1] * routes
         # How each route shapes the errors the dispatcher answers itself (an OpenAI route: OpenAI's shape).
         self._error_formats = list(error_formats) if error_formats is not None else [PLAIN_ERRORS] * routes
         self._route_of = {w: route for route, workers in enumerate(route_workers) for w in workers}
-        self._runs_at_once = {w: batch_sizes[route] for w, route in self._route_of.items()}
         self._pending: Dict[int, Pending] = {}
         self._closed = False
         self._outstanding: Dict[int, int] = {w: 0 for workers in route_workers for w in workers}
-        self._in_flight = [0] * routes
         self._queued = [0] * routes
         self._ready: Set[int] = set()
         self._dead: Set[int] = set()
@@ -174,7 +172,7 @@ class Dispatcher:
         if limit is None or self._queued[route] < limit:
             return True
         worker_id = self._pick_worker(route)
-        return self._outstanding[worker_id] < self._runs_at_once[worker_id]
+        return self._outstanding[worker_id] < self._batch_sizes[route]
 
     def fail_all(self, detail: str) -> int:
         """Answer every request still held with 503 and ``detail`` (the shutdown grace period is over)."""
@@ -191,16 +189,14 @@ class Dispatcher:
         held = self._outstanding[worker_id]
         self._outstanding[worker_id] = held + 1
         route = self._route_of[worker_id]
-        self._in_flight[route] += 1
-        if held >= self._runs_at_once[worker_id]:
+        if held >= self._batch_sizes[route]:
             self._queued[route] += 1
 
     def _release(self, worker_id: int) -> None:
         held = self._outstanding[worker_id] - 1
         self._outstanding[worker_id] = held
         route = self._route_of[worker_id]
-        self._in_flight[route] -= 1
-        if held >= self._runs_at_once[worker_id]:
+        if held >= self._batch_sizes[route]:
             self._queued[route] -= 1
 
     def _pick_worker(self, route: int) -> int:
@@ -315,7 +311,7 @@ class Dispatcher:
 
     def in_flight_by_route(self) -> List[int]:
         """Requests held for each route, queued or running."""
-        return list(self._in_flight)
+        return [sum(self._outstanding[w] for w in workers) for workers in self._route_workers]
 
     def queued_by_route(self) -> List[int]:
         """Requests of each route waiting for a worker."""

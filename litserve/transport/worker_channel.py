@@ -101,15 +101,16 @@ class WorkerChannel:
             self._handle(messages.decode(data))
 
     def _handle(self, message: tuple) -> None:
-        kind, api_server, entries = message[0], message[1], message[-1]
+        kind = message[0]
         if kind == messages.REQUESTS:
+            _, api_server, sent_at, entries = message
             append = self.pending.append
-            sent_at = message[2]
             for uid, deadline, content_type, body in entries:
                 append(WorkItem(api_server, uid, deadline, content_type, body, sent_at))
         elif kind == messages.CANCEL:
+            _, api_server, uids = message
             now = time.monotonic()
-            for uid in entries:
+            for uid in uids:
                 self._cancelled[(api_server, uid)] = now
             if len(self._cancelled) > 10_000:
                 self._forget_old_cancellations(now)
