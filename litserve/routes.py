@@ -205,17 +205,14 @@ async def send_reply(send: Send, reply: codec.Reply) -> None:
 
 async def read_body(receive: Receive, limit: Optional[int]) -> Optional[bytes]:
     """The whole request body, or None if the client disconnected. Stops reading past ``limit`` bytes."""
+    receive = _within_limit(receive, limit)
     chunks = []
-    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
         if chunk:
-            size += len(chunk)
-            if limit is not None and size > limit:
-                raise PayloadTooLargeError()
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
