@@ -2,6 +2,7 @@
 
 # No ``from __future__ import annotations`` here: FastAPI must see the real request model in annotations.
 import contextlib
+import socket
 from typing import Any, Dict, List, Optional
 
 from fastapi import Depends, FastAPI, Request
@@ -15,7 +16,6 @@ from litserve.metrics import ProcessMetrics, metrics_route
 from litserve.options import ApiOptions
 from litserve.routes import PredictEndpoint, Runtime
 from litserve.transport.dispatcher import Dispatcher
-from litserve.transport.messages import Endpoints
 
 STREAM_ALIAS_PATH = "/stream-predict"
 # Liveness: 200 while the API process's event loop runs, whatever the workers do (``/health`` is readiness).
@@ -54,7 +54,7 @@ class ServerProcessState:
 
     def __init__(self) -> None:
         self.api_server = 0
-        self.endpoints: Optional[Endpoints] = None
+        self.listeners: List[socket.socket] = []  # one per API process, bound before any process starts
         self.route_workers: List[List[int]] = []
         self.metrics: Optional[ProcessMetrics] = None
         self.draining = False  # shutting down: finishing in-flight requests, not ready for new ones
@@ -79,13 +79,12 @@ def build_app(
     async def lifespan(app: FastAPI) -> Any:
         dispatcher = Dispatcher(
             process_state.api_server,
-            process_state.endpoints,
             process_state.route_workers,
             queue_limits=[max_queue_size] * len(options),
             batch_sizes=[opts.max_batch_size for opts in options],
             error_formats=[_error_format(opts.spec) for opts in options],
         )
-        dispatcher.start()
+        await dispatcher.start(process_state.listeners[process_state.api_server])
         runtime.dispatcher = dispatcher
         if process_state.metrics is not None:
             process_state.metrics.open_api_process(process_state.api_server, dispatcher)

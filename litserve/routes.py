@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import pickle
 import time
 from typing import Any, Callable, List, Optional, Tuple
@@ -179,6 +180,7 @@ class PredictEndpoint:
         stream = pending.stream
         parts = [data]
         chunks = stream.take_ready()
+        first = True
         while True:
             for status, _, data, done in chunks:
                 if status is None:
@@ -188,8 +190,17 @@ class PredictEndpoint:
                     await send({"type": "http.response.body", "body": b"".join(parts), "more_body": False})
                     return
             await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
+            if first:
+                first = False
+                # The first item is what a streaming client waits for. When busy processes outnumber the
+                # cores, the reader this write woke (a client or proxy on this host) can otherwise wait a
+                # whole scheduler slice while this process relays the rest: step aside once so it runs.
+                _yield_cpu()
             parts = []
             chunks = await stream.next_batch()
+
+
+_yield_cpu = getattr(os, "sched_yield", lambda: None)
 
 
 async def send_reply(send: Send, reply: codec.Reply) -> None:

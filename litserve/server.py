@@ -207,9 +207,9 @@ class LitServer:
 
         endpoints = Endpoints.create()
         inboxes = [endpoints.api_inbox(i) for i in range(num_api_servers)]
+        self._process_state.listeners = endpoints.listen(num_api_servers)
         metrics_dir = self._metrics_dir(endpoints)
         specs = self._worker_specs(endpoints, inboxes, log_level, metrics_dir)
-        self._process_state.endpoints = endpoints
         self._process_state.route_workers = [
             [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
         ]
@@ -309,6 +309,8 @@ class LitServer:
             api_processes.append(process)
         # Only the API servers listen: once they close the socket on shutdown, new connections are refused.
         sock.close()
+        for listener in self._process_state.listeners:
+            listener.close()  # each API process took its own
         fatal: List[str] = []
         supervisor = Supervisor(
             specs, inboxes, on_fatal=fatal.append, restart_workers=self.restart_workers, metrics=metrics
@@ -351,6 +353,9 @@ class LitServer:
 
     def _serve_api_process(self, index: int, config: Any, sock: Any, parent_pid: int) -> None:
         self._process_state.api_server = index
+        for other, listener in enumerate(self._process_state.listeners):
+            if other != index:
+                listener.close()
         self._http_server(config, parent_pid=parent_pid).run(sockets=[sock])
 
     def _metrics_dir(self, endpoints: Endpoints) -> Optional[str]:
@@ -376,7 +381,6 @@ class LitServer:
                             device=device,
                             lit_api=lit_api,
                             options=opts,
-                            request_endpoint=endpoints.worker_requests(worker_id),
                             api_inboxes=inboxes,
                             log_level=log_level,
                             metrics_dir=metrics_dir,

@@ -15,10 +15,9 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import Any, Callable, Dict, List, Optional
-
-import zmq
 
 from litserve.metrics import ProcessMetrics
 from litserve.transport import messages
@@ -99,7 +98,7 @@ class Supervisor:
         worker.ready = self._context.Event()
         worker.process = self._context.Process(
             target=_worker_main,
-            args=(worker.spec, worker.ready, os.getpid()),
+            args=(replace(worker.spec, incarnation=worker.restarts), worker.ready, os.getpid()),
             name=f"litserve-worker-{worker.spec.worker_id}",
         )
         worker.process.daemon = False
@@ -108,33 +107,27 @@ class Supervisor:
         worker.watching = True
 
     def _watch(self) -> None:
-        notifier = _ApiNotifier(self._api_inboxes)
         restart_at: Dict[int, float] = {}
-        try:
-            # Runs until stop() has joined the workers and wakes it: on Linux, the workers this thread
-            # restarted are killed by the kernel when it ends (PR_SET_PDEATHSIG follows the spawning thread).
-            while True:
-                by_sentinel = {w.process.sentinel: w for w in self._workers.values() if w.watching}
-                timeout = None
-                if restart_at:
-                    timeout = max(0.0, min(restart_at.values()) - time.monotonic())
-                ready = wait([*by_sentinel, self._wakeup_r], timeout)
-                if self._wakeup_r in ready:
-                    return
-                try:
-                    self._handle_ready(ready, by_sentinel, notifier, restart_at)
-                except Exception:
-                    logger.exception("error while supervising the workers; still watching")
-        finally:
-            notifier.close()
+        # Runs until stop() has joined the workers and wakes it: on Linux, the workers this thread
+        # restarted are killed by the kernel when it ends (PR_SET_PDEATHSIG follows the spawning thread).
+        while True:
+            by_sentinel = {w.process.sentinel: w for w in self._workers.values() if w.watching}
+            timeout = None
+            if restart_at:
+                timeout = max(0.0, min(restart_at.values()) - time.monotonic())
+            ready = wait([*by_sentinel, self._wakeup_r], timeout)
+            if self._wakeup_r in ready:
+                return
+            try:
+                self._handle_ready(ready, by_sentinel, restart_at)
+            except Exception:
+                logger.exception("error while supervising the workers; still watching")
 
-    def _handle_ready(
-        self, ready: list, by_sentinel: Dict[Any, _Worker], notifier: _ApiNotifier, restart_at: Dict[int, float]
-    ) -> None:
+    def _handle_ready(self, ready: list, by_sentinel: Dict[Any, _Worker], restart_at: Dict[int, float]) -> None:
         for sentinel in ready:
             worker = by_sentinel.get(sentinel)
             if worker is not None:
-                self._handle_exit(worker, notifier, restart_at)
+                self._handle_exit(worker, restart_at)
         if self.fatal_error is not None or self._stopping.is_set():
             restart_at.clear()  # the server is stopping: no more restarts
         now = time.monotonic()
@@ -153,7 +146,7 @@ class Supervisor:
                 self._metrics.count_restart(worker.spec.api_index)
             self._spawn(worker)
 
-    def _handle_exit(self, worker: _Worker, notifier: _ApiNotifier, restart_at: Dict[int, float]) -> None:
+    def _handle_exit(self, worker: _Worker, restart_at: Dict[int, float]) -> None:
         worker.watching = False
         if self._stopping.is_set():
             return  # stop() is terminating it
@@ -162,7 +155,9 @@ class Supervisor:
         description = describe_exit(process.exitcode)
         was_ready = worker.ready.is_set() or worker.was_ready
         worker.was_ready = was_ready
-        notifier.worker_exited(worker.spec.worker_id, description)
+        # Every API process answers the requests this worker held, naming how it died.
+        notice = (messages.WORKER_EXITED, worker.spec.worker_id, worker.restarts, description)
+        messages.send_to_each(self._api_inboxes, notice)
         if self.fatal_error is not None:
             logger.info("%s %s while the server stops", worker.spec.name, description)
             return
@@ -234,24 +229,3 @@ def _die_with_parent(parent_pid: int) -> None:
             logger.debug("prctl(PR_SET_PDEATHSIG) is unavailable", exc_info=True)
     if os.getppid() != parent_pid:
         os._exit(1)  # the parent died before we asked to follow it
-
-
-class _ApiNotifier:
-    """Tells every API process that a worker exited."""
-
-    def __init__(self, api_inboxes: List[str]) -> None:
-        self._context = zmq.Context()
-        self._sockets = []
-        for address in api_inboxes:
-            sock = self._context.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 500)
-            sock.connect(address)
-            self._sockets.append(sock)
-
-    def worker_exited(self, worker_id: int, description: str) -> None:
-        data = messages.encode((messages.WORKER_EXITED, worker_id, description))
-        for sock in self._sockets:
-            sock.send(data)
-
-    def close(self) -> None:
-        self._context.destroy(linger=500)

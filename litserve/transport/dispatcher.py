@@ -1,19 +1,19 @@
 """The API process's end of the transport: sends requests to workers and resolves their replies.
 
-One dispatcher per API process. Requests queued during one turn of the event loop go to each worker as
-a single message; one reader on the process's inbox resolves every waiting request. The dispatcher also
-knows how many requests of each route it holds, which bounds the queue (``max_queue_size``).
+One dispatcher per API process. It listens on a unix socket; every worker connects once it is ready, and
+the requests queued during one turn of the event loop go to each worker as a single message. Requests for
+a worker that is not connected yet wait in a backlog. The dispatcher also knows how many requests of each
+route it holds, which bounds the queue (``max_queue_size``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections import deque
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
-
-import zmq
 
 from litserve.codec import PLAIN_ERRORS, ErrorFormat, error_reply
 from litserve.transport import messages
@@ -23,9 +23,8 @@ logger = logging.getLogger("litserve")
 # (status, headers, body, done)
 Chunk = Tuple[int, Any, bytes, bool]
 
-# Inbox messages handled per turn of the event loop. A worker that streams fast could otherwise keep the
-# reader busy for milliseconds while the items already read wait to be written to their clients.
-_READS_PER_TURN = 32
+# How long the requests of a worker whose connection closed wait for the supervisor to say how it died.
+_EXIT_NOTICE_WAIT_S = 2.0
 
 
 class ResponseStream:
@@ -62,13 +61,42 @@ class ResponseStream:
 class Pending:
     """A request sent to a worker and not yet fully answered."""
 
-    __slots__ = ("uid", "worker_id", "future", "stream")
+    __slots__ = ("uid", "worker_id", "future", "stream", "sent_on")
 
     def __init__(self, uid: int, worker_id: int, future: asyncio.Future, stream: Optional[ResponseStream]) -> None:
         self.uid = uid
         self.worker_id = worker_id
         self.future = future  # resolves with the first reply item (the whole reply when not streaming)
         self.stream = stream  # the remaining chunks of a streamed reply
+        self.sent_on: Optional[_Peer] = None  # the worker connection it was written to; None while queued here
+
+
+class _Peer(asyncio.Protocol):
+    """A connection accepted by the API process: a worker's, or the supervisor's notice."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self._dispatcher = dispatcher
+        self._reader = messages.FrameReader()
+        self.transport: Optional[asyncio.Transport] = None
+        self.worker_id: Optional[int] = None  # set by the worker's WORKER_READY
+        self.incarnation = -1
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self._dispatcher._peers.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        handle = self._dispatcher._handle
+        for message in self._reader.feed(data):
+            handle(self, message)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self._dispatcher._disconnected(self)
+
+    def send(self, message: tuple) -> None:
+        write = self.transport.write
+        for data in messages.frame(message):
+            write(data)
 
 
 class Dispatcher:
@@ -81,14 +109,12 @@ class Dispatcher:
     def __init__(
         self,
         api_server: int,
-        endpoints: messages.Endpoints,
         route_workers: List[List[int]],
         queue_limits: Optional[Sequence[Optional[int]]] = None,
         batch_sizes: Optional[Sequence[int]] = None,
         error_formats: Optional[Sequence[ErrorFormat]] = None,
     ) -> None:
         self.api_server = api_server
-        self._endpoints = endpoints
         self._route_workers = route_workers
         routes = len(route_workers)
         self._queue_limits = list(queue_limits) if queue_limits is not None else [None] * routes
@@ -100,42 +126,31 @@ class Dispatcher:
         self._closed = False
         self._outstanding: Dict[int, int] = {w: 0 for workers in route_workers for w in workers}
         self._queued = [0] * routes
-        self._ready: Set[int] = set()
+        self._connections: Dict[int, _Peer] = {}  # worker id -> its connection, once it is ready
+        self._peers: Set[_Peer] = set()
         self._dead: Set[int] = set()
         self._next_uid = 0
         self._outbox: Dict[int, list] = {}
         self._cancel_outbox: Dict[int, list] = {}
+        self._backlog: Dict[int, list] = {}  # requests for workers not connected yet, in order
         self._flush_scheduled = False
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._context: Optional[zmq.Context] = None
+        self._server: Optional[asyncio.AbstractServer] = None
 
     # --- lifecycle --------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Open the sockets and start reading replies; call from inside the running event loop."""
+    async def start(self, listener: socket.socket) -> None:
+        """Accept the workers' connections on ``listener`` (bound by the main process)."""
         self._loop = asyncio.get_running_loop()
-        self._context = zmq.Context()
-        self._inbox = self._context.socket(zmq.PULL)
-        self._inbox.setsockopt(zmq.LINGER, 0)
-        self._inbox.bind(self._endpoints.api_inbox(self.api_server))
-        self._workers: Dict[int, zmq.Socket] = {w: self._connect(w) for w in self._outstanding}
-        self._loop.add_reader(self._inbox.getsockopt(zmq.FD), self._read_inbox)
-        self._read_inbox()
-
-    def _connect(self, worker_id: int) -> zmq.Socket:
-        sock = self._context.socket(zmq.PUSH)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.SNDHWM, 0)
-        sock.setsockopt(zmq.RECONNECT_IVL, 20)
-        sock.connect(self._endpoints.worker_requests(worker_id))
-        return sock
+        self._server = await self._loop.create_unix_server(lambda: _Peer(self), sock=listener)
 
     def stop(self) -> None:
-        if self._context is None:
+        if self._server is None:
             return
-        self._loop.remove_reader(self._inbox.getsockopt(zmq.FD))
-        self._context.destroy(linger=0)
-        self._context = None
+        self._server.close()
+        self._server = None
+        for peer in list(self._peers):
+            peer.transport.abort()
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -160,8 +175,7 @@ class Dispatcher:
         if self._pending.pop(pending.uid, None) is None:
             return False
         self._release(pending.worker_id)
-        self._cancel_outbox.setdefault(pending.worker_id, []).append(pending.uid)
-        self._schedule_flush()
+        self._cancel(pending)
         return True
 
     def has_room(self, route: int) -> bool:
@@ -180,10 +194,14 @@ class Dispatcher:
         lost = list(self._pending.values())
         self._fail(lost, detail)
         for pending in lost:
-            self._cancel_outbox.setdefault(pending.worker_id, []).append(pending.uid)
-        if lost:
-            self._schedule_flush()
+            self._cancel(pending)
         return len(lost)
+
+    def _cancel(self, pending: Pending) -> None:
+        """Tell the worker to skip or stop a forgotten request; one not yet written is simply not sent."""
+        if pending.sent_on is not None:
+            self._cancel_outbox.setdefault(pending.worker_id, []).append(pending.uid)
+            self._schedule_flush()
 
     def _hold(self, worker_id: int) -> None:
         held = self._outstanding[worker_id]
@@ -220,43 +238,46 @@ class Dispatcher:
 
     def _flush(self) -> None:
         self._flush_scheduled = False
-        encode = messages.encode
         if self._cancel_outbox:
             cancels, self._cancel_outbox = self._cancel_outbox, {}
             for worker_id, uids in cancels.items():
-                self._workers[worker_id].send(encode((messages.CANCEL, self.api_server, uids)))
+                self._send_cancel(worker_id, uids)
         if self._outbox:
             outbox, self._outbox = self._outbox, {}
-            sent_at = time.monotonic()
             for worker_id, entries in outbox.items():
-                self._workers[worker_id].send(encode((messages.REQUESTS, self.api_server, sent_at, entries)))
+                self._send_requests(worker_id, entries)
 
-    # --- replies ----------------------------------------------------------------------------------
+    def _send_requests(self, worker_id: int, entries: list) -> None:
+        pending_by_uid = self._pending
+        live = [pending_by_uid[entry[0]] for entry in entries if entry[0] in pending_by_uid]
+        if len(live) < len(entries):  # some were abandoned before they could be sent
+            entries = [entry for entry in entries if entry[0] in pending_by_uid]
+        if not entries:
+            return
+        peer = self._connections.get(worker_id)
+        if peer is None:
+            self._backlog.setdefault(worker_id, []).extend(entries)
+            return
+        peer.send((messages.REQUESTS, self.api_server, time.monotonic(), entries))
+        for pending in live:
+            pending.sent_on = peer
 
-    def _read_inbox(self) -> None:
-        recv = self._inbox.recv
-        decode = messages.decode
-        for _ in range(_READS_PER_TURN):
-            try:
-                data = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                if self._inbox.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-                    continue
-                return
-            except zmq.ZMQError:
-                return  # closed during shutdown
-            message = decode(data)
-            kind = message[0]
-            if kind == messages.RESPONSES:
-                self._resolve(message[1])
-            elif kind == messages.WORKER_READY:
-                self._ready.add(message[1])
-                self._dead.discard(message[1])
-            elif kind == messages.WORKER_EXITED:
-                self._worker_exited(message[1], message[2])
-        # More is waiting: read it on the next turn, so the replies read so far reach their clients first.
-        # (The inbox's descriptor only signals new arrivals, so it will not call us again by itself.)
-        self._loop.call_soon(self._read_inbox)
+    def _send_cancel(self, worker_id: int, uids: list) -> None:
+        peer = self._connections.get(worker_id)
+        if peer is not None:
+            peer.send((messages.CANCEL, self.api_server, uids))
+        # Otherwise the connection these requests were written to is gone, and with it the work they were.
+
+    # --- replies and notices ----------------------------------------------------------------------
+
+    def _handle(self, peer: _Peer, message: tuple) -> None:
+        kind = message[0]
+        if kind == messages.RESPONSES:
+            self._resolve(message[1])
+        elif kind == messages.WORKER_READY:
+            self._worker_ready(peer, message[1], message[2])
+        elif kind == messages.WORKER_EXITED:
+            self._worker_exited(message[1], message[2], message[3])
 
     def _resolve(self, entries: list) -> None:
         pending_by_uid = self._pending
@@ -272,16 +293,56 @@ class Dispatcher:
             elif pending.stream is not None:
                 pending.stream.push((status, headers, body, done))
 
-    def _worker_exited(self, worker_id: int, description: str) -> None:
-        self._ready.discard(worker_id)
-        self._dead.add(worker_id)
-        # Requests still on their way to the dead worker are answered below: a fresh socket drops them, so
-        # the restarted worker never runs a request whose client already got 503.
-        self._outbox.pop(worker_id, None)
-        self._cancel_outbox.pop(worker_id, None)
-        self._workers[worker_id].close(linger=0)
-        self._workers[worker_id] = self._connect(worker_id)
-        lost = [p for p in self._pending.values() if p.worker_id == worker_id]
+    def _worker_ready(self, peer: _Peer, worker_id: int, incarnation: int) -> None:
+        if worker_id not in self._outstanding:
+            peer.transport.abort()  # not one of this server's workers
+            return
+        current = self._connections.get(worker_id)
+        if current is not None and current.incarnation > incarnation:
+            peer.transport.abort()  # an older incarnation, already replaced
+            return
+        peer.worker_id = worker_id
+        peer.incarnation = incarnation
+        self._connections[worker_id] = peer
+        self._dead.discard(worker_id)
+        backlog = self._backlog.pop(worker_id, None)
+        if backlog:
+            self._send_requests(worker_id, backlog)
+
+    def _disconnected(self, peer: _Peer) -> None:
+        self._peers.discard(peer)
+        worker_id = peer.worker_id
+        if worker_id is None:
+            return  # the supervisor's notice
+        if self._connections.get(worker_id) is peer:
+            del self._connections[worker_id]
+            self._dead.add(worker_id)
+        if self._server is not None and any(p.sent_on is peer for p in self._pending.values()):
+            # The supervisor normally says at once how the worker died; do not wait for it forever.
+            self._loop.call_later(_EXIT_NOTICE_WAIT_S, self._fail_orphans, peer)
+
+    def _fail_orphans(self, peer: _Peer) -> None:
+        lost = [p for p in self._pending.values() if p.sent_on is peer]
+        self._fail(lost, "The worker serving this request stopped unexpectedly (its connection closed).")
+
+    def _worker_exited(self, worker_id: int, incarnation: int, description: str) -> None:
+        if worker_id not in self._outstanding:
+            return
+        current = self._connections.get(worker_id)
+        if current is not None and current.incarnation > incarnation:
+            # Its successor is already connected: only what the dead one held is lost.
+            lost = [p for p in self._pending.values() if p.sent_on is not None and p.sent_on.incarnation <= incarnation]
+        else:
+            if current is not None:
+                del self._connections[worker_id]
+                current.transport.abort()
+            self._dead.add(worker_id)
+            # Requests not yet written are answered too: the restarted worker never runs a request whose
+            # client already got 503.
+            self._outbox.pop(worker_id, None)
+            self._cancel_outbox.pop(worker_id, None)
+            self._backlog.pop(worker_id, None)
+            lost = [p for p in self._pending.values() if p.worker_id == worker_id]
         if lost:
             logger.warning("%d request(s) failed because worker %d %s", len(lost), worker_id, description)
         self._fail(lost, f"The worker serving this request stopped unexpectedly ({description}).")
@@ -300,10 +361,10 @@ class Dispatcher:
     # --- state ------------------------------------------------------------------------------------
 
     def all_workers_ready(self) -> bool:
-        return len(self._ready) == len(self._outstanding)
+        return len(self._connections) == len(self._outstanding)
 
     def route_ready(self, route: int) -> bool:
-        return any(w in self._ready for w in self._route_workers[route])
+        return any(w in self._connections for w in self._route_workers[route])
 
     @property
     def in_flight(self) -> int:

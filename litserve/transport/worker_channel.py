@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import time
 from collections import deque
 from typing import Any, Dict, Iterable, List, Optional, Tuple
-
-import zmq
 
 from litserve.metrics import WorkerMetrics
 from litserve.transport import messages
@@ -47,58 +47,94 @@ Outgoing = Tuple[WorkItem, int, Any, bytes, bool]
 
 _CANCEL_MEMORY_S = 300.0
 _CANCEL_CHECK_INTERVAL_S = 0.001
+_RECV_SIZE = 256 * 1024
+
+
+class _ApiConnection:
+    """A worker's connection to one API process."""
+
+    __slots__ = ("sock", "reader")
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.reader = messages.FrameReader()
 
 
 class WorkerChannel:
-    """Owns a worker's sockets; requests are queued locally so loops can take what they need."""
+    """Owns a worker's connections; requests are queued locally so loops can take what they need.
+
+    The worker connects to the API processes once it is ready (``open``). A connection whose API process
+    went away is dropped; replies meant for it are discarded.
+    """
 
     def __init__(
         self,
-        request_endpoint: str,
         api_inboxes: List[str],
         parent_sentinel: Optional[int],
         metrics: Optional[WorkerMetrics] = None,
     ) -> None:
         self.metrics = metrics
-        self._context = zmq.Context()
-        self._requests = self._context.socket(zmq.PULL)
-        self._requests.setsockopt(zmq.LINGER, 0)
-        self._requests.bind(request_endpoint)
-        self._replies = []
-        for address in api_inboxes:
-            sock = self._context.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 1000)
-            sock.setsockopt(zmq.SNDHWM, 0)
-            sock.connect(address)
-            self._replies.append(sock)
-        self._poller = zmq.Poller()
-        self._poller.register(self._requests, zmq.POLLIN)
+        self._api_inboxes = api_inboxes
+        self._connections: List[Optional[_ApiConnection]] = []
+        self._poller = select.poll()
         self._parent_sentinel = parent_sentinel
         if parent_sentinel is not None:
-            self._poller.register(parent_sentinel, zmq.POLLIN)
+            self._poller.register(parent_sentinel, select.POLLIN)
         self.pending: deque = deque()
         self._cancelled: Dict[Tuple[int, int], float] = {}
-        self._drained_at = 0.0  # when is_cancelled last read the socket
+        self._drained_at = 0.0  # when is_cancelled last read the connections
+
+    def open(self, worker_id: int, incarnation: int) -> None:
+        """Connect to every API process and tell each that this worker is ready."""
+        hello = b"".join(messages.frame((messages.WORKER_READY, worker_id, incarnation)))
+        for path in self._api_inboxes:
+            try:
+                connection = _ApiConnection(path)
+                connection.sock.sendall(hello)
+            except OSError:
+                connection = None  # that API process is gone
+            self._connections.append(connection)
+            if connection is not None:
+                self._poller.register(connection.sock.fileno(), select.POLLIN)
 
     # --- receiving --------------------------------------------------------------------------------
 
     def wait(self, timeout: Optional[float]) -> None:
         """Block until something arrives (or ``timeout`` seconds pass), then queue what arrived."""
         timeout_ms = None if timeout is None else max(0, int(timeout * 1000))
-        events = dict(self._poller.poll(timeout_ms))
-        if self._parent_sentinel is not None and self._parent_sentinel in events:
-            raise ParentGoneError()
+        for fd, _ in self._poller.poll(timeout_ms):
+            if fd == self._parent_sentinel:
+                raise ParentGoneError()
         self.drain()
 
     def drain(self) -> None:
         """Queue every message already waiting, without blocking."""
-        recv = self._requests.recv
-        while True:
-            try:
-                data = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self._handle(messages.decode(data))
+        for api_server, connection in enumerate(self._connections):
+            if connection is None:
+                continue
+            while True:
+                try:
+                    data = connection.sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    self._drop(api_server)
+                    break
+                for message in connection.reader.feed(data):
+                    self._handle(message)
+                if len(data) < _RECV_SIZE:
+                    break
+
+    def _drop(self, api_server: int) -> None:
+        connection = self._connections[api_server]
+        if connection is None:
+            return
+        self._connections[api_server] = None
+        self._poller.unregister(connection.sock.fileno())
+        connection.sock.close()
 
     def _handle(self, message: tuple) -> None:
         kind = message[0]
@@ -151,11 +187,6 @@ class WorkerChannel:
 
     # --- sending ----------------------------------------------------------------------------------
 
-    def announce_ready(self, worker_id: int) -> None:
-        data = messages.encode((messages.WORKER_READY, worker_id))
-        for sock in self._replies:
-            sock.send(data)
-
     def send(self, replies: Iterable[Outgoing]) -> None:
         """Send replies, one message per API process."""
         grouped: Dict[int, list] = {}
@@ -164,13 +195,23 @@ class WorkerChannel:
             if done and self._cancelled:
                 self._cancelled.pop(item.key, None)
         for api_server, entries in grouped.items():
-            self._replies[api_server].send(messages.encode((messages.RESPONSES, entries)))
+            self._write(api_server, (messages.RESPONSES, entries))
 
     def send_one(self, item: WorkItem, status: int, headers: Any, body: bytes, done: bool) -> None:
-        entry = (item.uid, status, headers, body, done)
-        self._replies[item.api_server].send(messages.encode((messages.RESPONSES, [entry])))
+        self._write(item.api_server, (messages.RESPONSES, [(item.uid, status, headers, body, done)]))
+
+    def _write(self, api_server: int, message: tuple) -> None:
+        connection = self._connections[api_server]
+        if connection is None:
+            return  # that API process is gone; nobody waits for this reply
+        try:
+            for data in messages.frame(message):
+                connection.sock.sendall(data)
+        except OSError:
+            self._drop(api_server)
 
     def close(self) -> None:
-        self._context.destroy(linger=1000)
+        for api_server in range(len(self._connections)):
+            self._drop(api_server)
         if self.metrics is not None:
             self.metrics.close()

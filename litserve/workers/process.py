@@ -32,10 +32,10 @@ class WorkerSpec:
     device: str
     lit_api: LitAPI
     options: ApiOptions
-    request_endpoint: str
-    api_inboxes: List[str]
+    api_inboxes: List[str]  # where each API process listens
     log_level: str = "info"
     metrics_dir: Optional[str] = None  # where the worker records queue waits and batch sizes
+    incarnation: int = 0  # how many times this worker was restarted before this process
 
     @property
     def name(self) -> str:
@@ -59,7 +59,7 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     _configure_logging(spec.log_level)
     parent = multiprocessing.parent_process()
     metrics = WorkerMetrics(spec.metrics_dir, spec.worker_id, spec.api_index) if spec.metrics_dir else None
-    channel = WorkerChannel(spec.request_endpoint, spec.api_inboxes, parent.sentinel if parent else None, metrics)
+    channel = WorkerChannel(spec.api_inboxes, parent.sentinel if parent else None, metrics)
     runner = HookRunner(spec.lit_api, spec.options)
     try:
         runner.resolve(spec.lit_api.setup(spec.device))
@@ -68,7 +68,7 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
         channel.close()
         sys.exit(EXIT_SETUP_FAILED)
     ready.set()
-    channel.announce_ready(spec.worker_id)
+    channel.open(spec.worker_id, spec.incarnation)
     api_spec = spec.options.spec
     if api_spec is not None:
         loop = api_spec.make_loop(runner, channel)
