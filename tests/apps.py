@@ -40,6 +40,19 @@ class SquareAPI(ls.LitAPI):
         return {"output": output}
 
 
+class ReverseAPI(ls.LitAPI):
+    """Answers with the text it got, reversed: bodies as large as the request cross both ways. Batches."""
+
+    def decode_request(self, request):
+        return request["text"]
+
+    def predict(self, texts):
+        return [text[::-1] for text in texts]
+
+    def encode_response(self, output):
+        return {"text": output, "length": len(output)}
+
+
 class PidAPI(ls.LitAPI):
     """Answers with the worker's process id and device."""
 

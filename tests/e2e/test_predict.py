@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import requests
@@ -17,6 +18,22 @@ def test_hello_world_squares_the_input(serve):
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"output": 16.0}
+
+
+def test_large_bodies_cross_to_the_worker_and_back_beside_small_ones(serve):
+    server = serve("tests.apps:ReverseAPI", max_batch_size=4, batch_timeout=0.01)
+    big = "".join(chr(97 + i % 26) for i in range(24 * 1024 * 1024))  # 24 MB in, 24 MB out
+
+    def small(i: int) -> dict:
+        return httpx.post(f"{server.url}/predict", json={"text": f"small {i}"}, timeout=30).json()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        big_reply = pool.submit(httpx.post, f"{server.url}/predict", json={"text": big}, timeout=60)
+        small_replies = list(pool.map(small, range(40)))
+        response = big_reply.result()
+    assert response.status_code == 200
+    assert response.json() == {"text": big[::-1], "length": len(big)}
+    assert small_replies == [{"text": f"small {i}"[::-1], "length": len(f"small {i}")} for i in range(40)]
 
 
 def test_requests_client_and_many_sequential_calls(serve):
