@@ -200,7 +200,18 @@ class PredictEndpoint:
             chunks = await stream.next_batch()
 
 
-_yield_cpu = getattr(os, "sched_yield", lambda: None)
+# At most one step aside per interval: when many streams start at once, handing the loop's time slice away
+# for each of them would slow the others down.
+_YIELD_INTERVAL_S = 0.005
+_last_yield = 0.0
+
+
+def _yield_cpu() -> None:
+    global _last_yield
+    now = time.monotonic()
+    if now - _last_yield >= _YIELD_INTERVAL_S and hasattr(os, "sched_yield"):
+        _last_yield = now
+        os.sched_yield()
 
 
 async def send_reply(send: Send, reply: codec.Reply) -> None:

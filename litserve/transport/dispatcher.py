@@ -198,8 +198,11 @@ class Dispatcher:
         return len(lost)
 
     def _cancel(self, pending: Pending) -> None:
-        """Tell the worker to skip or stop a forgotten request; one not yet written is simply not sent."""
-        if pending.sent_on is not None:
+        """Tell the worker to skip or stop a forgotten request; one not yet written is simply not sent.
+
+        A request written to a connection that has since been replaced died with the worker it went to.
+        """
+        if pending.sent_on is not None and pending.sent_on is self._connections.get(pending.worker_id):
             self._cancel_outbox.setdefault(pending.worker_id, []).append(pending.uid)
             self._schedule_flush()
 
@@ -331,7 +334,11 @@ class Dispatcher:
         current = self._connections.get(worker_id)
         if current is not None and current.incarnation > incarnation:
             # Its successor is already connected: only what the dead one held is lost.
-            lost = [p for p in self._pending.values() if p.sent_on is not None and p.sent_on.incarnation <= incarnation]
+            lost = [
+                p
+                for p in self._pending.values()
+                if p.worker_id == worker_id and p.sent_on is not None and p.sent_on.incarnation <= incarnation
+            ]
         else:
             if current is not None:
                 del self._connections[worker_id]

@@ -21,6 +21,7 @@ supervisor -> API process:
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import shutil
@@ -29,6 +30,8 @@ import struct
 import sys
 import tempfile
 from typing import Any, List, Sequence
+
+logger = logging.getLogger("litserve")
 
 REQUESTS = 1
 CANCEL = 2
@@ -87,7 +90,10 @@ class FrameReader:
                 end = offset + HEADER_SIZE + length
                 if end > size:
                     break
-                decoded.append(pickle.loads(view[offset + HEADER_SIZE : end]))
+                try:
+                    decoded.append(pickle.loads(view[offset + HEADER_SIZE : end]))
+                except Exception:  # one bad message must not cost the connection: the next one is intact
+                    logger.exception("dropped a message that could not be decoded")
                 offset = end
         finally:
             view.release()

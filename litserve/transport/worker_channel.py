@@ -57,6 +57,7 @@ class _ApiConnection:
 
     def __init__(self, path: str) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(None)  # blocking, whatever socket.setdefaulttimeout the model's code set
         self.sock.connect(path)
         self.reader = messages.FrameReader()
 
@@ -116,10 +117,10 @@ class WorkerChannel:
             while True:
                 try:
                     data = connection.sock.recv(_RECV_SIZE, socket.MSG_DONTWAIT)
-                except BlockingIOError:
+                except (BlockingIOError, InterruptedError):
                     break
                 except OSError:
-                    data = b""
+                    data = b""  # reset: a local socket only fails when its API process is gone
                 if not data:
                     self._drop(api_server)
                     break
@@ -201,6 +202,8 @@ class WorkerChannel:
         self._write(item.api_server, (messages.RESPONSES, [(item.uid, status, headers, body, done)]))
 
     def _write(self, api_server: int, message: tuple) -> None:
+        # Blocking: a worker whose replies are not being read waits for its API process (backpressure)
+        # rather than buffering without bound; an API process that exits closes the connection.
         connection = self._connections[api_server]
         if connection is None:
             return  # that API process is gone; nobody waits for this reply

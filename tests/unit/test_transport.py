@@ -7,6 +7,7 @@ calls run in a thread, so both ends speak the wire protocol exactly as the proce
 import asyncio
 import os
 import pickle
+import socket
 import tempfile
 
 import pytest
@@ -68,10 +69,10 @@ async def _until(condition):
     raise AssertionError("condition not reached in 2 s")
 
 
-def _run(endpoints, scenario):
+def _run(endpoints, scenario, route_workers=([0],)):
     async def main():
         (listener,) = endpoints.listen(1)
-        dispatcher = Dispatcher(0, [[0]])
+        dispatcher = Dispatcher(0, [list(workers) for workers in route_workers])
         await dispatcher.start(listener)
         try:
             await scenario(dispatcher)
@@ -115,27 +116,37 @@ def test_a_request_cancelled_while_waiting_for_the_worker_is_never_run(endpoints
     _run(endpoints, scenario)
 
 
-def test_a_late_exit_notice_for_the_old_worker_spares_its_successor(endpoints):
+def test_a_late_exit_notice_fails_only_what_the_dead_worker_held(endpoints):
     async def scenario(dispatcher):
-        old = _worker(endpoints, incarnation=0)
+        old = _worker(endpoints, worker_id=0, incarnation=0)
+        other = _worker(endpoints, worker_id=1, incarnation=0)
+        await _until(dispatcher.all_workers_ready)
         lost = dispatcher.submit(0, "application/json", b"old", None, False)
+        elsewhere = dispatcher.submit(0, "application/json", b"other", None, False)
+        assert (lost.worker_id, elsewhere.worker_id) == (0, 1)
         await _receive(old, 1)
+        (other_item,) = await _receive(other, 1)
         old.close()  # died holding a request
         await _until(lambda: not dispatcher.all_workers_ready())
-        new = _worker(endpoints, incarnation=1)
-        await _until(lambda: dispatcher.all_workers_ready())
+        new = _worker(endpoints, worker_id=0, incarnation=1)
+        await _until(dispatcher.all_workers_ready)
         kept = dispatcher.submit(0, "application/json", b"new", None, False)
+        assert kept.worker_id == 0
         (item,) = await _receive(new, 1)
-        # The supervisor's notice about incarnation 0 arrives after incarnation 1 took the request.
+        # The supervisor's notice about incarnation 0 arrives after incarnation 1 took a request.
         messages.send_to_each([endpoints.api_inbox(0)], (messages.WORKER_EXITED, 0, 0, "was killed by SIGKILL"))
         status, _, body, _ = await asyncio.wait_for(lost.future, 2)
         assert status == 503 and b"SIGKILL" in body
-        assert not kept.future.done()
+        assert not kept.future.done() and not elsewhere.future.done()
+        assert dispatcher.in_flight_by_route() == [2]
         new.send([(item, 200, None, b"fine", True)])
+        other.send([(other_item, 200, None, b"also fine", True)])
         assert (await asyncio.wait_for(kept.future, 2))[2] == b"fine"
+        assert (await asyncio.wait_for(elsewhere.future, 2))[2] == b"also fine"
         new.close()
+        other.close()
 
-    _run(endpoints, scenario)
+    _run(endpoints, scenario, route_workers=[[0, 1]])
 
 
 def test_a_worker_gone_without_notice_does_not_leave_its_requests_hanging(endpoints, monkeypatch):
@@ -151,6 +162,32 @@ def test_a_worker_gone_without_notice_does_not_leave_its_requests_hanging(endpoi
         assert not dispatcher.all_workers_ready()
 
     _run(endpoints, scenario)
+
+
+def test_a_worker_keeps_its_connection_whatever_default_timeout_the_model_sets(endpoints):
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(0.5)  # as some libraries do at import
+    try:
+
+        async def scenario(dispatcher):
+            channel = _worker(endpoints)
+            await _until(dispatcher.all_workers_ready)
+            channel.drain()  # nothing waiting: must return at once and keep the connection
+            pending = dispatcher.submit(0, "application/json", b"1", None, False)
+            (item,) = await _receive(channel, 1)
+            channel.send([(item, 200, None, b"ok", True)])
+            assert (await asyncio.wait_for(pending.future, 2))[2] == b"ok"
+            channel.close()
+
+        _run(endpoints, scenario)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def test_a_message_that_cannot_be_decoded_is_skipped_and_the_next_one_read():
+    good = messages.frame(("ok", 1))[0]
+    broken = len(b"not a pickle at all").to_bytes(messages.HEADER_SIZE, "little") + b"not a pickle at all"
+    assert messages.FrameReader().feed(broken + good) == [("ok", 1)]
 
 
 def test_a_worker_drops_an_api_process_that_went_away(endpoints):
