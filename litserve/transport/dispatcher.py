@@ -128,7 +128,6 @@ class Dispatcher:
         self._queued = [0] * routes
         self._connections: Dict[int, _Peer] = {}  # worker id -> its connection, once it is ready
         self._peers: Set[_Peer] = set()
-        self._dead: Set[int] = set()
         self._next_uid = 0
         self._outbox: Dict[int, list] = {}
         self._cancel_outbox: Dict[int, list] = {}
@@ -225,10 +224,10 @@ class Dispatcher:
         if len(workers) == 1:
             return workers[0]
         outstanding = self._outstanding
-        dead = self._dead
+        connected = self._connections  # a worker not connected is starting up, or dead and restarting
         best = None
         for worker_id in workers:
-            if worker_id in dead:
+            if worker_id not in connected:
                 continue
             if best is None or outstanding[worker_id] < outstanding[best]:
                 best = worker_id
@@ -252,9 +251,7 @@ class Dispatcher:
 
     def _send_requests(self, worker_id: int, entries: list) -> None:
         pending_by_uid = self._pending
-        live = [pending_by_uid[entry[0]] for entry in entries if entry[0] in pending_by_uid]
-        if len(live) < len(entries):  # some were abandoned before they could be sent
-            entries = [entry for entry in entries if entry[0] in pending_by_uid]
+        entries = [entry for entry in entries if entry[0] in pending_by_uid]  # not those abandoned meanwhile
         if not entries:
             return
         peer = self._connections.get(worker_id)
@@ -262,8 +259,8 @@ class Dispatcher:
             self._backlog.setdefault(worker_id, []).extend(entries)
             return
         peer.send((messages.REQUESTS, self.api_server, time.monotonic(), entries))
-        for pending in live:
-            pending.sent_on = peer
+        for entry in entries:
+            pending_by_uid[entry[0]].sent_on = peer
 
     def _send_cancel(self, worker_id: int, uids: list) -> None:
         peer = self._connections.get(worker_id)
@@ -307,7 +304,6 @@ class Dispatcher:
         peer.worker_id = worker_id
         peer.incarnation = incarnation
         self._connections[worker_id] = peer
-        self._dead.discard(worker_id)
         backlog = self._backlog.pop(worker_id, None)
         if backlog:
             self._send_requests(worker_id, backlog)
@@ -319,7 +315,6 @@ class Dispatcher:
             return  # the supervisor's notice
         if self._connections.get(worker_id) is peer:
             del self._connections[worker_id]
-            self._dead.add(worker_id)
         if self._server is not None and any(p.sent_on is peer for p in self._pending.values()):
             # The supervisor normally says at once how the worker died; do not wait for it forever.
             self._loop.call_later(_EXIT_NOTICE_WAIT_S, self._fail_orphans, peer)
@@ -343,7 +338,6 @@ class Dispatcher:
             if current is not None:
                 del self._connections[worker_id]
                 current.transport.abort()
-            self._dead.add(worker_id)
             # Requests not yet written are answered too: the restarted worker never runs a request whose
             # client already got 503.
             self._outbox.pop(worker_id, None)

@@ -49,14 +49,6 @@ HEADER_SIZE = _HEADER.size
 _JOIN_LIMIT = 64 * 1024
 
 
-def encode(message: Any) -> bytes:
-    return pickle.dumps(message, protocol=_PROTOCOL)
-
-
-def decode(data: Any) -> Any:
-    return pickle.loads(data)
-
-
 def frame(message: Any) -> List[bytes]:
     """``message`` as the byte strings to write, in order: its header, then its payload."""
     payload = pickle.dumps(message, protocol=_PROTOCOL)
