@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any, Optional
 
 from litserve.options import API_OPTION_DEFAULTS, UNSET
+
+_logger = logging.getLogger("litserve")
 
 
 class LitAPI:
@@ -102,6 +105,20 @@ class LitAPI:
     def health(self) -> bool:
         """Extra readiness check for ``/health``; return False to report 503."""
         return True
+
+    def log(self, key: str, value: Any) -> None:
+        """Hand ``(key, value)`` to every ``Logger`` given to the server, off the request path.
+
+        Call it from any hook in a worker; it never blocks (an entry the loggers cannot keep up with is
+        dropped and counted in ``/metrics``).
+        """
+        sink = getattr(self, "_log_sink", None)
+        if sink is None:
+            if not getattr(self, "_warned_no_logger", False):
+                self._warned_no_logger = True
+                _logger.warning("LitAPI.log(%r, ...) called, but the server has no loggers: pass loggers=", key)
+            return
+        sink.put(key, value)
 
     # --- helpers used by the engine --------------------------------------------------------------
 

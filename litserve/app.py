@@ -2,6 +2,7 @@
 
 # No ``from __future__ import annotations`` here: FastAPI must see the real request model in annotations.
 import contextlib
+import functools
 import socket
 from typing import Any, Dict, List, Optional
 
@@ -14,6 +15,7 @@ from litserve.api import LitAPI, request_annotation, response_annotation
 from litserve.codec import PLAIN_ERRORS, ErrorFormat
 from litserve.metrics import ProcessMetrics, metrics_route
 from litserve.options import ApiOptions
+from litserve.request_callbacks import ObservedPredictEndpoint, RequestObserver
 from litserve.routes import PredictEndpoint, Runtime
 from litserve.transport.dispatcher import Dispatcher
 
@@ -72,6 +74,8 @@ def build_app(
     info_path: str,
     info: Dict[str, Any],
     metrics_path: Optional[str] = None,
+    observer: Optional[RequestObserver] = None,
+    disable_openapi_url: bool = False,
 ) -> tuple:
     """Returns (FastAPI app, LitApp). Routes are registered on the FastAPI app so they appear in ``/docs``."""
 
@@ -95,14 +99,18 @@ def build_app(
                 process_state.metrics.close()
             dispatcher.stop()
 
-    app = FastAPI(title="litserve", lifespan=lifespan)
+    app = FastAPI(title="litserve", lifespan=lifespan, openapi_url=None if disable_openapi_url else "/openapi.json")
     fast_routes: Dict[str, PredictEndpoint] = {}
+    # Only a server with request callbacks (or request tracking) pays for them.
+    make_endpoint = (
+        PredictEndpoint if observer is None else functools.partial(ObservedPredictEndpoint, observer=observer)
+    )
 
     for route, (lit_api, opts) in enumerate(zip(lit_apis, options)):
         spec = opts.spec
         # A LitAPI's own ``authorize`` replaces the API-key check.
         authorize = getattr(lit_api, "authorize", None)
-        endpoint = PredictEndpoint(
+        endpoint = make_endpoint(
             route,
             runtime,
             timeout,

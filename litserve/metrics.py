@@ -15,6 +15,7 @@ Exported (``path`` is the API's route):
 - ``litserve_requests_in_flight{path}``: requests held by the API processes (queued or running).
 - ``litserve_queue_depth{path}``: requests waiting for a worker (what ``max_queue_size`` bounds).
 - ``litserve_worker_restarts_total{path}``: workers restarted after they died.
+- ``litserve_logger_dropped_entries_total{path}``: ``LitAPI.log`` entries dropped because the loggers fell behind.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Layout:
         self.in_flight = take(1)
         self.queue_depth = take(1)
         self.restarts = take(1)
+        self.log_drops = take(1)
         self.block = offset
 
 
@@ -141,6 +143,9 @@ class ProcessMetrics:
     def count_restart(self, route: int) -> None:
         self._values[route * LAYOUT.block + LAYOUT.restarts] += 1.0
 
+    def count_log_drop(self, route: int) -> None:
+        self._values[route * LAYOUT.block + LAYOUT.log_drops] += 1.0
+
     def set_load(self, in_flight: Sequence[int], queued: Sequence[int]) -> None:
         values = self._values
         for route in range(self.routes):
@@ -189,6 +194,9 @@ class WorkerMetrics:
 
     def started(self, items: List[WorkItem]) -> None:
         self._metrics.count_started(self.route, [item.submitted for item in items], len(items))
+
+    def count_log_drop(self) -> None:
+        self._metrics.count_log_drop(self.route)
 
     def close(self) -> None:
         self._metrics.close()
@@ -265,6 +273,9 @@ def render(totals: Sequence[float], paths: Sequence[str], accept: Optional[str])
     )
     depth = GaugeMetricFamily("litserve_queue_depth", "Requests waiting for a worker.", labels=["path"])
     restarts = CounterMetricFamily("litserve_worker_restarts", "Workers restarted after they died.", labels=["path"])
+    log_drops = CounterMetricFamily(
+        "litserve_logger_dropped_entries", "LitAPI.log entries dropped: the loggers fell behind.", labels=["path"]
+    )
     for route, path in enumerate(paths):
         base = route * LAYOUT.block
         for index in range(_STATUSES):
@@ -277,7 +288,8 @@ def render(totals: Sequence[float], paths: Sequence[str], accept: Optional[str])
         in_flight.add_metric([path], totals[base + LAYOUT.in_flight])
         depth.add_metric([path], totals[base + LAYOUT.queue_depth])
         restarts.add_metric([path], totals[base + LAYOUT.restarts])
-    families = [requests, duration.family, queue_wait.family, batch.family, in_flight, depth, restarts]
+        log_drops.add_metric([path], totals[base + LAYOUT.log_drops])
+    families = [requests, duration.family, queue_wait.family, batch.family, in_flight, depth, restarts, log_drops]
 
     class _Collector:
         def collect(self) -> Iterable[Any]:
