@@ -56,3 +56,88 @@ class AsyncSleepAPI(ls.LitAPI):
 
     async def encode_response(self, output):
         return output
+
+
+class _Overlap:
+    """Counts hooks running at once in this worker; ``wait_for_peak`` holds until ``peak`` were seen together."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.peak = 0
+
+    def enter(self) -> None:
+        self.inside += 1
+        self.peak = max(self.peak, self.inside)
+
+    def leave(self) -> None:
+        self.inside -= 1
+
+    async def wait_for_peak(self, peak: int, timeout: float = 20.0) -> None:
+        give_up_at = time.monotonic() + timeout
+        while self.peak < peak:
+            if time.monotonic() > give_up_at:
+                raise RuntimeError(f"only {self.peak} requests ran at once, expected {peak}")
+            await asyncio.sleep(0.005)
+
+
+class OverlapAPI(ls.LitAPI):
+    """``predict`` returns only once ``peak`` calls have been in it at the same time (batches count once)."""
+
+    def __init__(self, peak: int, cancel_dir: str = "", **options):
+        super().__init__(enable_async=True, **options)
+        self.peak = peak
+        self.cancel_dir = cancel_dir
+
+    def setup(self, device):
+        self.overlap = _Overlap()
+
+    async def decode_request(self, request):
+        return request
+
+    async def predict(self, x):
+        self.overlap.enter()
+        try:
+            if isinstance(x, dict) and x.get("hang"):
+                await asyncio.sleep(3600)
+            await self.overlap.wait_for_peak(self.peak)
+            return x
+        except asyncio.CancelledError:
+            Path(self.cancel_dir, f"cancelled-{x['name']}").touch()
+            raise
+        finally:
+            self.overlap.leave()
+
+    async def encode_response(self, output):
+        return {"echo": output, "peak": self.overlap.peak}
+
+
+class OverlapStreamAPI(ls.LitAPI):
+    """Streams three items per request; the second only once ``peak`` streams are running together."""
+
+    def __init__(self, peak: int, cancel_dir: str = "", **options):
+        super().__init__(enable_async=True, stream=True, **options)
+        self.peak = peak
+        self.cancel_dir = cancel_dir
+
+    def setup(self, device):
+        self.overlap = _Overlap()
+
+    async def predict(self, x):
+        self.overlap.enter()
+        try:
+            yield {"i": 0}
+            if x.get("hang"):
+                await asyncio.sleep(3600)
+            await self.overlap.wait_for_peak(self.peak)
+            for i in (1, 2):
+                await asyncio.sleep(0)
+                yield {"i": i}
+        except (asyncio.CancelledError, GeneratorExit):
+            Path(self.cancel_dir, f"cancelled-{x['name']}").touch()
+            raise
+        finally:
+            self.overlap.leave()
+
+    async def encode_response(self, outputs):
+        async for output in outputs:
+            yield output
