@@ -245,3 +245,75 @@ def _health(url: str) -> int:
         return httpx.get(f"{url}/health", timeout=1).status_code
     except httpx.TransportError:
         return 0
+
+
+def test_async_hooks_fire_the_same_callbacks(serve_script, tmp_path):
+    events_file = tmp_path / "events.txt"
+    script = _script(
+        tmp_path,
+        """
+        import asyncio
+
+        class AsyncEcho(ls.LitAPI):
+            async def decode_request(self, request):
+                return request["x"]
+
+            async def predict(self, x):
+                await asyncio.sleep(0)
+                return x * 2
+
+            async def encode_response(self, output):
+                return {"y": output}
+
+        if __name__ == "__main__":
+            ls.LitServer(AsyncEcho(enable_async=True), accelerator="cpu", callbacks=Recorder()).run(
+                port=int(os.environ["PORT"]), generate_client_file=False
+            )
+        """,
+    )
+    server = serve_script(script, env={"EVENTS_FILE": str(events_file)})
+    assert httpx.post(f"{server.url}/predict", json={"x": 4}).json() == {"y": 8}
+    wait_for(lambda: "on_response" in _names(_events(events_file)), timeout=10, message="on_response")
+    names = _names(_events(events_file))
+    assert names[names.index("on_request") + 1 : names.index("on_response")] == [
+        "on_before_decode_request",
+        "on_after_decode_request",
+        "on_before_predict",
+        "on_after_predict",
+        "on_before_encode_response",
+        "on_after_encode_response",
+    ]
+
+
+def test_track_requests_counts_requests_across_api_processes(serve_script, tmp_path):
+    events_file = tmp_path / "events.txt"
+    gate = tmp_path / "go"
+    script = _script(
+        tmp_path,
+        """
+        from pathlib import Path
+
+        class Gated(ls.LitAPI):
+            def predict(self, x):
+                while not Path(os.environ["GATE"]).exists():
+                    time.sleep(0.01)
+                return x
+
+        if __name__ == "__main__":
+            server = ls.LitServer(Gated(), accelerator="cpu", callbacks=Recorder(), track_requests=True)
+            server.run(port=int(os.environ["PORT"]), generate_client_file=False, num_api_servers=2)
+        """,
+    )
+    server = serve_script(script, env={"EVENTS_FILE": str(events_file), "GATE": str(gate)})
+
+    def post(i):
+        with httpx.Client() as client:  # one connection per request: the API processes share them
+            return client.post(f"{server.url}/predict", json={"i": i}, timeout=30).json()
+
+    with ThreadPoolExecutor(3) as pool:
+        results = pool.map(post, range(3))
+        wait_for(lambda: _names(_events(events_file)).count("on_request") == 3, timeout=10, message="3 requests")
+        gate.touch()
+        assert sorted(r["i"] for r in results) == [0, 1, 2]
+    active = [int(e.split("active=")[1].split()[0]) for e in _events(events_file) if e.startswith("on_request")]
+    assert max(active) == 3
