@@ -141,3 +141,23 @@ class OverlapStreamAPI(ls.LitAPI):
     async def encode_response(self, outputs):
         async for output in outputs:
             yield output
+
+
+class OverlapChatAPI(ls.LitAPI):
+    """An OpenAI chat API whose async token generator holds its second token until ``peak`` chats run at once."""
+
+    def __init__(self, peak: int, **options):
+        super().__init__(enable_async=True, spec=ls.OpenAISpec(), **options)
+        self.peak = peak
+
+    def setup(self, device):
+        self.overlap = _Overlap()
+
+    async def predict(self, messages):
+        self.overlap.enter()
+        try:
+            yield "hello"
+            await self.overlap.wait_for_peak(self.peak)
+            yield " world"
+        finally:
+            self.overlap.leave()

@@ -28,7 +28,7 @@ from litserve.specs.openai_types import (
     make_chat_completion_id,
 )
 from litserve.transport.worker_channel import WorkItem
-from litserve.workers.loops import HookFailedError, WorkerLoop, close_generator
+from litserve.workers.loops import HookFailedError, WorkerLoop, close_generator, has_async_hooks
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -410,6 +410,10 @@ class OpenAISpec(LitSpec):
         return sse_error_event(openai_error_body(status, detail))
 
     def make_loop(self, runner: HookRunner, channel: WorkerChannel) -> WorkerLoop:
+        if runner.options.enable_async and has_async_hooks(runner.lit_api):
+            from litserve.specs.openai_async import AsyncChatLoop
+
+            return AsyncChatLoop(runner, channel, self)
         return ChatLoop(runner, channel, self)
 
     def add_routes(self, app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) -> None:

@@ -49,10 +49,16 @@ class AsyncLoop(WorkerLoop):
             if self.max_batch_size > 1:
                 items = await self._collect_batch()
                 if items:
-                    self._start(items, self.stream_batch(items) if self.stream else self.serve_batch(items))
+                    self._start(items, self.work(items))
             else:
                 for item in self.channel.take(MAX_CONCURRENT_TASKS - len(self._task_keys)):
-                    self._start([item], self.stream_one(item) if self.stream else self.serve_one(item))
+                    self._start([item], self.work([item]))
+
+    def work(self, items: List[WorkItem]) -> Any:
+        """The coroutine that serves ``items`` (one request, or one batch)."""
+        if self.max_batch_size > 1:
+            return self.stream_batch(items) if self.stream else self.serve_batch(items)
+        return self.stream_one(items[0]) if self.stream else self.serve_one(items[0])
 
     # --- arrivals ----------------------------------------------------------------------------------
 
@@ -190,7 +196,7 @@ class AsyncLoop(WorkerLoop):
                 y = await runner.apredict(x, contexts)
             except Exception as exc:
                 raise HookFailedError("predict", exc) from None
-            outputs = await self._unbatch(y, len(live))
+            outputs = await self.unbatch_outputs(y, len(live))
         except HookFailedError as failure:
             reply = failure.reply(self.error_body)
             self.channel.send([(item, *reply, True) for item in live])
@@ -213,7 +219,7 @@ class AsyncLoop(WorkerLoop):
             x = await self.adecode(item, context)
             try:
                 encoded = await runner.aencode(await runner.apredict(x, context), context)
-                async for output in _items(encoded):
+                async for output in iterate_async(encoded):
                     if self.channel.was_cancelled(item.key):
                         state.finished = True
                         break
@@ -225,7 +231,7 @@ class AsyncLoop(WorkerLoop):
         except HookFailedError as failure:
             self.fail(state, failure)
         finally:
-            await _close(encoded)
+            await close_async(encoded)
         self.finish([state])
 
     async def stream_batch(self, items: List[WorkItem]) -> None:
@@ -239,8 +245,8 @@ class AsyncLoop(WorkerLoop):
             try:
                 x = await runner.abatch(inputs)
                 encoded = await runner.aencode(await runner.apredict(x, contexts), contexts)
-                async for batch_output in _items(encoded):
-                    outputs = await self._unbatch(batch_output, len(states))
+                async for batch_output in iterate_async(encoded):
+                    outputs = await self.unbatch_outputs(batch_output, len(states))
                     for state, output in zip(states, outputs):
                         if not state.finished and self.channel.was_cancelled(state.item.key):
                             state.finished = True
@@ -256,7 +262,7 @@ class AsyncLoop(WorkerLoop):
             for state in states:
                 self.fail(state, failure)
         finally:
-            await _close(encoded)
+            await close_async(encoded)
         self.finish(states)
 
     async def _decode_each(self, items: List[WorkItem]) -> tuple:
@@ -272,7 +278,7 @@ class AsyncLoop(WorkerLoop):
             contexts.append(context)
         return live, inputs, contexts
 
-    async def _unbatch(self, output: Any, expected: int) -> list:
+    async def unbatch_outputs(self, output: Any, expected: int) -> list:
         try:
             outputs = await self.runner.aunbatch(output)
         except Exception as exc:
@@ -283,7 +289,7 @@ class AsyncLoop(WorkerLoop):
         return outputs
 
 
-async def _items(result: Any) -> AsyncIterator[Any]:
+async def iterate_async(result: Any) -> AsyncIterator[Any]:
     """Iterate an async generator, or a sync iterable while letting other tasks run between its items."""
     if inspect.isasyncgen(result) or hasattr(result, "__aiter__"):
         async for item in result:
@@ -294,7 +300,7 @@ async def _items(result: Any) -> AsyncIterator[Any]:
         await asyncio.sleep(0)
 
 
-async def _close(generator: Any) -> None:
+async def close_async(generator: Any) -> None:
     """Stop a user generator early so its ``finally`` blocks run."""
     try:
         if inspect.isasyncgen(generator):

@@ -263,7 +263,6 @@ class StreamingLoop(WorkerLoop):
         self.finish(states)
 
 
-
 def has_async_hooks(lit_api: Any) -> bool:
     """Whether any per-request hook is ``async def`` (or an async generator)."""
     hooks = ("decode_request", "batch", "predict", "unbatch", "encode_response")

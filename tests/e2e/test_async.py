@@ -67,3 +67,20 @@ def test_a_timed_out_request_is_cancelled_in_the_worker(serve, tmp_path):
     assert response.status_code == 504
     wait_for(lambda: (tmp_path / "cancelled-slow").exists(), timeout=20, message="the timed-out request's cancellation")
     assert httpx.post(f"{server.url}/predict", json={"name": "next"}, timeout=30).status_code == 200
+
+
+def test_async_openai_chats_run_together_streamed_or_not(serve):
+    from openai import OpenAI
+
+    server = serve("tests.apps_admin:OverlapChatAPI", api_kwargs={"peak": 4}, accelerator="cpu")
+    client = OpenAI(base_url=f"{server.url}/v1", api_key="unused", timeout=60)
+    messages = [{"role": "user", "content": "hi"}]
+
+    def chat(i):
+        if i % 2:
+            stream = client.chat.completions.create(model="m", messages=messages, stream=True)
+            return "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        return client.chat.completions.create(model="m", messages=messages).choices[0].message.content
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(chat, range(4))) == ["hello world"] * 4
