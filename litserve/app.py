@@ -2,7 +2,6 @@
 
 # No ``from __future__ import annotations`` here: FastAPI must see the real request model in annotations.
 import contextlib
-import functools
 import socket
 from typing import Any, Dict, List, Optional
 
@@ -102,15 +101,13 @@ def build_app(
     app = FastAPI(title="litserve", lifespan=lifespan, openapi_url=None if disable_openapi_url else "/openapi.json")
     fast_routes: Dict[str, PredictEndpoint] = {}
     # Only a server with request callbacks (or request tracking) pays for them.
-    make_endpoint = (
-        PredictEndpoint if observer is None else functools.partial(ObservedPredictEndpoint, observer=observer)
-    )
+    endpoint_class = PredictEndpoint if observer is None else ObservedPredictEndpoint.observed_by(observer)
 
     for route, (lit_api, opts) in enumerate(zip(lit_apis, options)):
         spec = opts.spec
         # A LitAPI's own ``authorize`` replaces the API-key check.
         authorize = getattr(lit_api, "authorize", None)
-        endpoint = make_endpoint(
+        endpoint = endpoint_class(
             route,
             runtime,
             timeout,

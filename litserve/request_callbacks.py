@@ -6,8 +6,9 @@ requests through the plain ``PredictEndpoint`` and pay nothing for this.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from litserve.callbacks import CallbackRunner, EventTypes
 from litserve.routes import PredictEndpoint, Receive, Send
@@ -66,6 +67,11 @@ class ObservedPredictEndpoint(PredictEndpoint):
     def __init__(self, *args: Any, observer: RequestObserver, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.observer = observer
+
+    @classmethod
+    def observed_by(cls, observer: RequestObserver) -> Callable[..., ObservedPredictEndpoint]:
+        """A constructor with the same arguments as ``PredictEndpoint``'s, reporting to ``observer``."""
+        return functools.partial(cls, observer=observer)
 
     async def serve(self, content_type: str, body: bytes, receive: Receive, send: Send) -> None:
         self.observer.request_started()

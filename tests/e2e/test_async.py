@@ -27,7 +27,6 @@ def test_async_batches_run_together(serve):
         accelerator="cpu",
     )
 
-
     with ThreadPoolExecutor(6) as pool:
         responses = list(pool.map(lambda i: httpx.post(f"{server.url}/predict", json={"i": i}, timeout=60), range(6)))
     assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
