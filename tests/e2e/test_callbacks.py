@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
@@ -317,3 +318,28 @@ def test_track_requests_counts_requests_across_api_processes(serve_script, tmp_p
         assert sorted(r["i"] for r in results) == [0, 1, 2]
     active = [int(e.split("active=")[1].split()[0]) for e in _events(events_file) if e.startswith("on_request")]
     assert max(active) == 3
+
+
+def test_ready_made_callbacks_print_prediction_time_and_active_requests(serve_script, tmp_path):
+    script = tmp_path / "server.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import os
+            import litserve as ls
+            from litserve.callbacks.defaults import PredictionTimeLogger, RequestTracker
+            from litserve.test_examples.simple_example import SimpleLitAPI
+
+            if __name__ == "__main__":
+                api = SimpleLitAPI()
+                server = ls.LitServer(api, callbacks=[PredictionTimeLogger(), RequestTracker()], track_requests=True)
+                server.run(port=int(os.environ["PORT"]), generate_client_file=False)
+            """
+        )
+    )
+    server = serve_script(script)
+    assert httpx.post(f"{server.url}/predict", json={"input": 4.0}).json() == {"output": 16.0}
+    wait_for(lambda: "Prediction took" in server.output(), timeout=10, message="the prediction time line")
+    output = server.output()
+    assert re.search(r"Prediction took \d+\.\d\d seconds", output)
+    assert "Active requests: 1" in output
