@@ -24,6 +24,7 @@ import copy
 import logging
 import multiprocessing
 import os
+import pickle
 import queue
 import signal
 import time
@@ -106,7 +107,7 @@ class LoggerProcess:
         # Mounted apps stay in the API processes: they need not (and often cannot) be pickled.
         self._process = context.Process(
             target=run_loggers,
-            args=([_without_mount(item) for item in loggers], self.queue, os.getpid()),
+            args=([_portable(item) for item in loggers], self.queue, os.getpid()),
             name="litserve-loggers",
             daemon=True,
         )
@@ -127,13 +128,47 @@ class LoggerProcess:
         self.queue.close()
 
 
-def _without_mount(item: Logger) -> Logger:
+class _Rebuild:
+    """Stands for a logger that cannot be pickled: the logger process makes a new one with ``cls()``."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+
+def _portable(item: Logger) -> Any:
+    """What the logger process gets for ``item``: a copy without its mounted app, or a ``_Rebuild``.
+
+    Loggers often hold what cannot cross processes (locks in prometheus-client metrics): as in LitServe, such
+    a logger is built again in the logger process by calling its class without arguments.
+    """
     config = getattr(item, "_config", None)
-    if not config or "mount" not in config:
-        return item
-    clone = copy.copy(item)
-    clone._config = {key: value for key, value in config.items() if key != "mount"}
-    return clone
+    if config and "mount" in config:
+        item = copy.copy(item)
+        item._config = {key: value for key, value in config.items() if key != "mount"}
+    try:
+        pickle.dumps(item)
+    except Exception as exc:
+        logger.warning(
+            "logger %s cannot be pickled (%s): the logger process builds its own with %s()",
+            type(item).__name__,
+            exc,
+            type(item).__name__,
+        )
+        return _Rebuild(type(item))
+    return item
+
+
+def _built(items: Sequence[Any]) -> List[Logger]:
+    loggers = []
+    for item in items:
+        if not isinstance(item, _Rebuild):
+            loggers.append(item)
+            continue
+        try:
+            loggers.append(item.cls())
+        except Exception:
+            logger.exception("could not build logger %s in the logger process; it gets no entries", item.cls.__name__)
+    return loggers
 
 
 def run_loggers(loggers: Sequence[Logger], log_queue: Any, parent_pid: Optional[int] = None) -> None:
@@ -143,6 +178,7 @@ def run_loggers(loggers: Sequence[Logger], log_queue: Any, parent_pid: Optional[
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s:     [litserve loggers] %(message)s"))
         logger.addHandler(handler)
+    loggers = _built(loggers)
     while True:
         try:
             entry = log_queue.get(timeout=1.0)

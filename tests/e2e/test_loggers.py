@@ -12,7 +12,7 @@ from tests.conftest import wait_for
 
 SCRIPT = textwrap.dedent(
     """
-    import os, time
+    import os, threading, time
     from pathlib import Path
     import litserve as ls
 
@@ -35,6 +35,17 @@ SCRIPT = textwrap.dedent(
             if key == "predict":
                 raise ValueError("logger cannot handle predict")
             with open(LOG_DIR / "failing.log", "a") as f:
+                f.write(f"{key}={value}\\n")
+
+    class LockedLogger(ls.Logger):
+        # Holds a lock, so it cannot be pickled: the logger process builds its own.
+
+        def __init__(self):
+            super().__init__()
+            self.lock = threading.Lock()
+
+        def process(self, key, value):
+            with self.lock, open(LOG_DIR / "locked.log", "a") as f:
                 f.write(f"{key}={value}\\n")
 
     async def stats_app(scope, receive, send):
@@ -62,7 +73,9 @@ SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         mounted = FileLogger("mounted")
         mounted.mount("/logger-stats", stats_app)
-        server = ls.LitServer(Logged(), accelerator="cpu", loggers=[mounted, FailingLogger(), FileLogger("second")])
+        server = ls.LitServer(
+            Logged(), accelerator="cpu", loggers=[mounted, FailingLogger(), FileLogger("second"), LockedLogger()]
+        )
         server.run(
             port=int(os.environ["PORT"]),
             generate_client_file=False,
@@ -98,6 +111,12 @@ def test_entries_from_every_hook_reach_every_logger_in_their_own_process(serve_s
     failing = tmp_path / "failing.log"
     wait_for(lambda: len(_lines(failing)) == 7, timeout=20, message="entries of the failing logger")
     assert "logger cannot handle predict" in server.output()
+
+    # A logger that cannot be pickled is built again in the logger process, and gets every entry.
+    locked = tmp_path / "locked.log"
+    wait_for(lambda: len(_lines(locked)) == len(expected), timeout=20, message="entries of the rebuilt logger")
+    assert _lines(locked) == expected
+    assert "logger LockedLogger cannot be pickled" in server.output()
 
 
 def test_a_full_queue_drops_entries_without_blocking_requests_and_counts_them(serve_script, tmp_path):
