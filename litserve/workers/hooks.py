@@ -39,7 +39,7 @@ class HookRunner:
     def iterate(self, result: Any) -> Iterator[Any]:
         """Iterate a generator, async generator or plain iterable."""
         if inspect.isasyncgen(result):
-            loop = self._event_loop()
+            loop = self.event_loop()
             while True:
                 try:
                     yield loop.run_until_complete(result.__anext__())
@@ -77,7 +77,7 @@ class HookRunner:
 
     def resolve(self, result: Any) -> Any:
         if inspect.isawaitable(result):
-            return self._event_loop().run_until_complete(result)
+            return self.event_loop().run_until_complete(result)
         return result
 
     def event_loop(self) -> asyncio.AbstractEventLoop:
@@ -85,8 +85,6 @@ class HookRunner:
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
         return self._loop
-
-    _event_loop = event_loop
 
 
 async def _awaited(result: Any) -> Any:
