@@ -177,6 +177,10 @@ class LitServer:
         self.shutdown_timeout = resolve_shutdown_timeout(shutdown_timeout)
         self.metrics_path = metrics_path
         self.middlewares = list(middlewares or [])
+        self.enable_shutdown_api = enable_shutdown_api
+        self.shutdown_path = shutdown_path
+        self.disable_openapi_url = disable_openapi_url
+        self.track_requests = track_requests
 
         self._runtime = Runtime()
         self._process_state = ServerProcessState()
