@@ -12,9 +12,16 @@ Exported (``path`` is the API's route):
 - ``litserve_request_duration_seconds{path}``: arrival to last byte sent, histogram.
 - ``litserve_queue_wait_seconds{path}``: from the API process handing a request to a worker until it starts.
 - ``litserve_batch_size{path}``: requests per batch given to ``predict``, histogram.
-- ``litserve_requests_in_flight{path}``: requests held by the API processes (queued or running).
-- ``litserve_queue_depth{path}``: requests waiting for a worker (what ``max_queue_size`` bounds).
+- ``litserve_requests_in_flight{path}``: requests accepted and not yet answered (waiting or running).
+- ``litserve_requests_running{path}``: requests a worker has started and not finished.
+- ``litserve_queue_depth{path}``: requests waiting for a worker: in flight minus running.
+- ``litserve_workers{path}``: worker processes serving the API.
+- ``litserve_requests_in_flight_per_worker{path}``: in flight divided by workers, the autoscaling signal.
 - ``litserve_worker_restarts_total{path}``: workers restarted after they died.
+
+The load gauges are exact with several API processes: each API process writes its in-flight count on every
+change (not on a timer), and each worker writes how many requests it is running, so their sums are the
+server's. A worker that dies has its running count cleared by the supervisor.
 """
 
 from __future__ import annotations
@@ -29,13 +36,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Seque
 from litserve.auth import MISSING_API_KEY_MESSAGE
 
 if TYPE_CHECKING:
-    from litserve.transport.dispatcher import Dispatcher
     from litserve.transport.worker_channel import WorkItem
 
 TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 CLIENT_CLOSED = 499  # nginx's code for a client that left before the response started
-GAUGE_INTERVAL_S = 1.0
 
 _FIRST_STATUS = 100
 _STATUSES = 500  # 100..599
@@ -58,7 +63,7 @@ class Layout:
         self.queue_wait = take(len(TIME_BUCKETS) + 2)
         self.batch_size = take(len(BATCH_BUCKETS) + 2)
         self.in_flight = take(1)
-        self.queue_depth = take(1)
+        self.running = take(1)
         self.restarts = take(1)
         self.block = offset
 
@@ -74,7 +79,6 @@ class ProcessMetrics:
         self.directory = directory
         self._values = memoryview(bytearray(routes * LAYOUT.block * _SLOT)).cast("d")
         self._mapped: Optional[Tuple[mmap.mmap, memoryview]] = None
-        self._timer: Any = None
 
     @property
     def values(self) -> memoryview:
@@ -101,7 +105,6 @@ class ProcessMetrics:
         return self
 
     def close(self) -> None:
-        self.stop_sampling()
         if self._mapped is None:
             return
         mapped, view = self._mapped
@@ -141,57 +144,54 @@ class ProcessMetrics:
     def count_restart(self, route: int) -> None:
         self._values[route * LAYOUT.block + LAYOUT.restarts] += 1.0
 
-    def set_load(self, in_flight: Sequence[int], queued: Sequence[int]) -> None:
-        values = self._values
-        for route in range(self.routes):
-            base = route * LAYOUT.block
-            values[base + LAYOUT.in_flight] = in_flight[route]
-            values[base + LAYOUT.queue_depth] = queued[route]
+    def add_in_flight(self, route: int, delta: float) -> None:
+        """An API process accepted (+1) or finished with (-1) a request of ``route``."""
+        self._values[route * LAYOUT.block + LAYOUT.in_flight] += delta
 
-    # --- API processes -----------------------------------------------------------------------------
+    def add_running(self, route: int, delta: float) -> None:
+        """A worker started (+n) or finished (-n) running requests of ``route``."""
+        self._values[route * LAYOUT.block + LAYOUT.running] += delta
 
-    def open_api_process(self, api_server: int, dispatcher: Dispatcher) -> None:
-        """Called as an API process starts: map its file and keep its gauges fresh."""
+    def clear_running(self, route: int) -> None:
+        self._values[route * LAYOUT.block + LAYOUT.running] = 0.0
+
+    def open_api_process(self, api_server: int) -> None:
+        """Called as an API process starts: its counts go to its own file from now on."""
         self.open(f"api-{api_server}")
-        self.start_sampling(dispatcher)
-
-    def sample(self, dispatcher: Dispatcher) -> None:
-        """Copy the dispatcher's in-flight and queued counts into the gauges."""
-        self.set_load(dispatcher.in_flight_by_route(), dispatcher.queued_by_route())
-
-    def start_sampling(self, dispatcher: Dispatcher) -> None:
-        """Refresh the gauges every second, so a scrape answered by another API process sees them."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-
-        def tick() -> None:
-            self.sample(dispatcher)
-            self._timer = loop.call_later(GAUGE_INTERVAL_S, tick)
-
-        tick()
-
-    def stop_sampling(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def instrument(self, route: int, endpoint: Callable) -> InstrumentedEndpoint:
         return InstrumentedEndpoint(endpoint, route, self)
 
 
 class WorkerMetrics:
-    """What a worker records: how long each request waited for it, and how many ran together."""
+    """What a worker records: how long each request waited for it, how many ran together, how many run now."""
 
     def __init__(self, directory: str, worker_id: int, route: int) -> None:
         self.route = route
-        self._metrics = ProcessMetrics(route + 1, directory).open(f"worker-{worker_id}")
+        self._metrics = ProcessMetrics(route + 1, directory).open(worker_file(worker_id))
+        self._metrics.clear_running(route)  # a restarted worker continues its file, not what it was running
 
     def started(self, items: List[WorkItem]) -> None:
         self._metrics.count_started(self.route, [item.submitted for item in items], len(items))
+        self._metrics.add_running(self.route, len(items))
+
+    def finished(self, items: List[WorkItem]) -> None:
+        self._metrics.add_running(self.route, -len(items))
 
     def close(self) -> None:
         self._metrics.close()
+
+
+def worker_file(worker_id: int) -> str:
+    return f"worker-{worker_id}"
+
+
+def clear_worker_running(directory: str, worker_id: int, route: int) -> None:
+    """Zero the running count of a worker that died (called by the supervisor; the worker can no longer)."""
+    if os.path.exists(os.path.join(directory, f"{worker_file(worker_id)}.metrics")):
+        metrics = ProcessMetrics(route + 1, directory).open(worker_file(worker_id))
+        metrics.clear_running(route)
+        metrics.close()
 
 
 class InstrumentedEndpoint:
@@ -251,8 +251,13 @@ def read_totals(directory: str, routes: int) -> List[float]:
     return totals
 
 
-def render(totals: Sequence[float], paths: Sequence[str], accept: Optional[str]) -> Tuple[bytes, str]:
-    """Prometheus exposition of ``totals`` (text format, or OpenMetrics if the scraper asks): (body, type)."""
+def render(
+    totals: Sequence[float], paths: Sequence[str], accept: Optional[str], workers: Optional[Sequence[int]] = None
+) -> Tuple[bytes, str]:
+    """Prometheus exposition of ``totals`` (text format, or OpenMetrics if the scraper asks): (body, type).
+
+    ``workers``: how many workers serve each route (for the per-worker load), when known.
+    """
     from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.exposition import choose_encoder
 
@@ -261,9 +266,18 @@ def render(totals: Sequence[float], paths: Sequence[str], accept: Optional[str])
     queue_wait = _HistogramFamily("litserve_queue_wait_seconds", "Time from hand-off to a worker until it started.")
     batch = _HistogramFamily("litserve_batch_size", "Requests in each batch given to predict.")
     in_flight = GaugeMetricFamily(
-        "litserve_requests_in_flight", "Requests held by the server, queued or running.", labels=["path"]
+        "litserve_requests_in_flight", "Requests accepted and not yet answered, waiting or running.", labels=["path"]
+    )
+    running = GaugeMetricFamily(
+        "litserve_requests_running", "Requests a worker has started and not finished.", labels=["path"]
     )
     depth = GaugeMetricFamily("litserve_queue_depth", "Requests waiting for a worker.", labels=["path"])
+    worker_count = GaugeMetricFamily("litserve_workers", "Worker processes serving the API.", labels=["path"])
+    per_worker = GaugeMetricFamily(
+        "litserve_requests_in_flight_per_worker",
+        "Requests waiting or running per worker: the autoscaling signal.",
+        labels=["path"],
+    )
     restarts = CounterMetricFamily("litserve_worker_restarts", "Workers restarted after they died.", labels=["path"])
     for route, path in enumerate(paths):
         base = route * LAYOUT.block
@@ -274,10 +288,20 @@ def render(totals: Sequence[float], paths: Sequence[str], accept: Optional[str])
         duration.add(path, totals, base + LAYOUT.duration, TIME_BUCKETS)
         queue_wait.add(path, totals, base + LAYOUT.queue_wait, TIME_BUCKETS)
         batch.add(path, totals, base + LAYOUT.batch_size, BATCH_BUCKETS)
-        in_flight.add_metric([path], totals[base + LAYOUT.in_flight])
-        depth.add_metric([path], totals[base + LAYOUT.queue_depth])
+        held = max(0.0, totals[base + LAYOUT.in_flight])
+        # A worker's "finished" can land a moment before or after the API process's reply: never below 0.
+        started = min(held, max(0.0, totals[base + LAYOUT.running]))
+        in_flight.add_metric([path], held)
+        running.add_metric([path], started)
+        depth.add_metric([path], held - started)
+        if workers is not None:
+            worker_count.add_metric([path], workers[route])
+            per_worker.add_metric([path], held / workers[route] if workers[route] else held)
         restarts.add_metric([path], totals[base + LAYOUT.restarts])
-    families = [requests, duration.family, queue_wait.family, batch.family, in_flight, depth, restarts]
+    families = [requests, duration.family, queue_wait.family, batch.family, in_flight, running, depth]
+    if workers is not None:
+        families += [worker_count, per_worker]
+    families.append(restarts)
 
     class _Collector:
         def collect(self) -> Iterable[Any]:
@@ -319,10 +343,10 @@ def metrics_route(paths: Sequence[str], metrics: ProcessMetrics, runtime: Any) -
         authenticate = runtime.authenticate
         if authenticate is not None and not authenticate(request.scope["headers"]):
             return JSONResponse({"detail": MISSING_API_KEY_MESSAGE}, 401)
-        if runtime.dispatcher is not None:
-            metrics.sample(runtime.dispatcher)
+        dispatcher = runtime.dispatcher
+        workers = dispatcher.workers_by_route() if dispatcher is not None else None
         totals = read_totals(metrics.directory, len(paths)) if metrics.directory else list(metrics.values)
-        body, content_type = render(totals, paths, request.headers.get("accept"))
+        body, content_type = render(totals, paths, request.headers.get("accept"), workers)
         return Response(body, media_type=content_type)
 
     return serve_metrics

@@ -45,7 +45,10 @@ class WorkerLoop:
             items = self.collect()
             if items:
                 channel.mark_started(items)
-                self.step(items)
+                try:
+                    self.step(items)
+                finally:
+                    channel.mark_finished(items)
 
     def collect(self) -> List[WorkItem]:
         """Take up to ``max_batch_size`` requests, waiting at most ``batch_timeout`` for more to arrive."""
