@@ -65,9 +65,9 @@ def dockerize(
     resolved_port = script.resolve_port(port)
     for line in _notes(script, gpu):
         print(line)
-    print(f"Wrote {folder / 'Dockerfile'} and {folder / '.dockerignore'}.\n")
+    print(f"Wrote {shown_path(folder / 'Dockerfile')} and {shown_path(folder / '.dockerignore')}.\n")
     print("Build and run the image:\n")
-    print(f"  docker build -t {tag} {_shown(folder)}")
+    print(f"  docker build -t {tag} {shown_path(folder)}")
     gpus = "--gpus all " if gpu else ""
     print(f"  docker run --rm --init {gpus}-p {resolved_port}:{resolved_port} {tag}\n")
     print(f"Then: curl http://127.0.0.1:{resolved_port}{script.healthcheck_path}")
@@ -189,9 +189,9 @@ def _notes(script: ServerScript, gpu: bool) -> List[str]:
     return notes
 
 
-def _shown(folder: Path) -> str:
+def shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies inside it, for printed commands."""
     try:
-        relative = folder.relative_to(Path.cwd())
+        return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
-        return str(folder)
-    return str(relative) if str(relative) != "." else "."
+        return str(path)

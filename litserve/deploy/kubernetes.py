@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from litserve import __version__
 from litserve.app import LIVENESS_PATH
-from litserve.deploy.docker import APP_UID, container_command
+from litserve.deploy.docker import APP_UID, container_command, shown_path
 from litserve.deploy.script import ServerScript, read_server_script
 
 AUTOSCALING_METRIC = "litserve_requests_in_flight_per_worker"
@@ -91,10 +91,10 @@ def kubernetes(
     folder = Path(out) if out is not None else script_path.resolve().parent / "k8s"
     written = write_manifests(plan, folder)
     for path in written:
-        print(f"Wrote {path}")
-    rules = folder / "autoscaling" / "prometheus-adapter-rules.yaml"
-    print(f"\nApply (the autoscaler needs Prometheus scraping the pods and the adapter rule in {rules}):\n")
-    print(f"  kubectl apply -f {folder}")
+        print(f"Wrote {shown_path(path)}")
+    rules = shown_path(folder / "autoscaling" / "prometheus-adapter-rules.yaml")
+    print(f"\nApply (the autoscaler needs Prometheus scraping the pods, and the adapter rule in {rules}):\n")
+    print(f"  kubectl apply -f {shown_path(folder)}")
     print(f"  kubectl -n {plan.namespace} rollout status deployment/{name}")
     print(f"  kubectl -n {plan.namespace} port-forward service/{name} {plan.port}:{plan.port}")
     return 0
