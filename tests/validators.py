@@ -47,7 +47,6 @@ def checkov(directory: Path) -> dict:
         "--skip-download",
         "--output",
         "json",
-        "--quiet",
     ]
     result = run_tool(command, cwd=directory)
     try:
