@@ -66,6 +66,7 @@ def read_server_script(path: Path) -> ServerScript:
         raise ValueError(f"{path} is not valid Python: {exc}") from None
     script = ServerScript(path=path)
     found_server = False
+    servers = _server_variables(tree)
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -78,11 +79,29 @@ def read_server_script(path: Path) -> ServerScript:
         if name == "LitServer":
             found_server = True
             _read_server_options(script, keywords)
-        elif name == "run" and ("port" in keywords or "host" in keywords or not node.args):
+        elif name == "run" and _runs_a_server(node, servers):
             _read_run_options(script, node, keywords)
     if not found_server:
         raise ValueError(f"{path} does not create a LitServer: is it a litserve server script?")
     return script
+
+
+def _server_variables(tree: ast.AST) -> set:
+    """Names assigned a ``LitServer(...)``: ``server = ls.LitServer(api)``."""
+    names = set()
+    for node in ast.walk(tree):
+        value = getattr(node, "value", None)
+        if isinstance(node, ast.Assign) and isinstance(value, ast.Call) and _called_name(value) == "LitServer":
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+    return names
+
+
+def _runs_a_server(node: ast.Call, servers: set) -> bool:
+    """``server.run(...)`` or ``LitServer(...).run(...)``, not ``subprocess.run(...)``."""
+    receiver = node.func.value if isinstance(node.func, ast.Attribute) else None
+    if isinstance(receiver, ast.Name):
+        return receiver.id in servers
+    return isinstance(receiver, ast.Call) and _called_name(receiver) == "LitServer"
 
 
 def _read_server_options(script: ServerScript, keywords: Dict[str, ast.expr]) -> None:
