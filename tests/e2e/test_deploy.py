@@ -252,3 +252,16 @@ def test_bad_input_gets_a_clear_message_and_no_files(tmp_path):
     (folder / "server.py").write_text(fixed.replace('host="127.0.0.1", ', ""))
     result = litserve("dockerize", str(server), "--port", "8000")
     assert result.returncode == 2 and "listens on port 9000" in result.stderr
+
+
+def test_probes_need_no_api_key_and_the_scrape_takes_a_bearer_token(serve_script, tmp_path):
+    folder = copy_example("hello_world", tmp_path / "app")
+    generate(folder, "--image", IMAGE)
+    container = manifests(folder)["deployment"]["spec"]["template"]["spec"]["containers"][0]
+    server = serve_script(folder / "server.py", env={"LIT_SERVER_API_KEY": "s3cret"})
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert _status(server.url + container[probe]["httpGet"]["path"]) == 200, probe
+    assert httpx.post(f"{server.url}/predict", json={"input": 2}).status_code == 401
+    assert _status(f"{server.url}/metrics") == 401
+    scraped = httpx.get(f"{server.url}/metrics", headers={"Authorization": "Bearer s3cret"})
+    assert scraped.status_code == 200 and "litserve_requests_in_flight_per_worker" in scraped.text
