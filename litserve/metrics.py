@@ -13,15 +13,15 @@ Exported (``path`` is the API's route):
 - ``litserve_queue_wait_seconds{path}``: from the API process handing a request to a worker until it starts.
 - ``litserve_batch_size{path}``: requests per batch given to ``predict``, histogram.
 - ``litserve_requests_in_flight{path}``: requests accepted and not yet answered (waiting or running).
-- ``litserve_requests_running{path}``: requests a worker has started and not finished.
-- ``litserve_queue_depth{path}``: requests waiting for a worker: in flight minus running.
+- ``litserve_requests_running{path}``: requests the workers run at once (up to ``max_batch_size`` each).
+- ``litserve_queue_depth{path}``: requests waiting for a worker beyond those (what ``max_queue_size`` bounds).
 - ``litserve_workers{path}``: worker processes serving the API.
 - ``litserve_requests_in_flight_per_worker{path}``: in flight divided by workers, the autoscaling signal.
 - ``litserve_worker_restarts_total{path}``: workers restarted after they died.
 
-The load gauges are exact with several API processes: each API process writes its in-flight count on every
-change (not on a timer), and each worker writes how many requests it is running, so their sums are the
-server's. A worker that dies has its running count cleared by the supervisor.
+The load gauges are exact with several API processes: each API process writes, on every change (not on a
+timer), how many requests it holds for each worker; ``/metrics`` adds these up per worker before splitting
+them into running and waiting, so a worker sent requests by two API processes is seen whole.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ class Layout:
         self.queue_wait = take(len(TIME_BUCKETS) + 2)
         self.batch_size = take(len(BATCH_BUCKETS) + 2)
         self.in_flight = take(1)
-        self.running = take(1)
         self.restarts = take(1)
         self.block = offset
 
@@ -72,11 +71,15 @@ LAYOUT = Layout()
 
 
 class ProcessMetrics:
-    """The metrics one process records for ``routes`` routes; kept in memory until ``open`` maps a file."""
+    """The metrics one process records for ``routes`` routes; kept in memory until ``open`` maps a file.
+
+    After the routes' blocks, an API process's file holds one slot per worker: the requests it holds for it.
+    """
 
     def __init__(self, routes: int, directory: Optional[str] = None) -> None:
         self.routes = routes
         self.directory = directory
+        self.workers = 0
         self._values = memoryview(bytearray(routes * LAYOUT.block * _SLOT)).cast("d")
         self._mapped: Optional[Tuple[mmap.mmap, memoryview]] = None
 
@@ -88,7 +91,7 @@ class ProcessMetrics:
         """Back the values by ``<directory>/<name>.metrics``; a restarted process continues its file."""
         if self.directory is None:
             return self
-        size = self.routes * LAYOUT.block * _SLOT
+        size = len(self._values) * _SLOT
         fd = os.open(os.path.join(self.directory, f"{name}.metrics"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if os.fstat(fd).st_size < size:
@@ -144,19 +147,18 @@ class ProcessMetrics:
     def count_restart(self, route: int) -> None:
         self._values[route * LAYOUT.block + LAYOUT.restarts] += 1.0
 
-    def add_in_flight(self, route: int, delta: float) -> None:
-        """An API process accepted (+1) or finished with (-1) a request of ``route``."""
-        self._values[route * LAYOUT.block + LAYOUT.in_flight] += delta
+    def add_held(self, route: int, worker_id: int, delta: float) -> None:
+        """An API process took on (+1) or let go of (-1) a request of ``route`` for worker ``worker_id``."""
+        values = self._values
+        values[route * LAYOUT.block + LAYOUT.in_flight] += delta
+        values[self.routes * LAYOUT.block + worker_id] += delta
 
-    def add_running(self, route: int, delta: float) -> None:
-        """A worker started (+n) or finished (-n) running requests of ``route``."""
-        self._values[route * LAYOUT.block + LAYOUT.running] += delta
-
-    def clear_running(self, route: int) -> None:
-        self._values[route * LAYOUT.block + LAYOUT.running] = 0.0
-
-    def open_api_process(self, api_server: int) -> None:
-        """Called as an API process starts: its counts go to its own file from now on."""
+    def open_api_process(self, api_server: int, workers: int) -> None:
+        """Called as an API process starts: its counts go to its own file, with a slot for each worker."""
+        if self._mapped is None and workers > self.workers:
+            grown = memoryview(bytearray((self.routes * LAYOUT.block + workers) * _SLOT)).cast("d")
+            grown[: len(self._values)] = self._values
+            self._values, self.workers = grown, workers
         self.open(f"api-{api_server}")
 
     def instrument(self, route: int, endpoint: Callable) -> InstrumentedEndpoint:
@@ -168,30 +170,13 @@ class WorkerMetrics:
 
     def __init__(self, directory: str, worker_id: int, route: int) -> None:
         self.route = route
-        self._metrics = ProcessMetrics(route + 1, directory).open(worker_file(worker_id))
-        self._metrics.clear_running(route)  # a restarted worker continues its file, not what it was running
+        self._metrics = ProcessMetrics(route + 1, directory).open(f"worker-{worker_id}")
 
     def started(self, items: List[WorkItem]) -> None:
         self._metrics.count_started(self.route, [item.submitted for item in items], len(items))
-        self._metrics.add_running(self.route, len(items))
-
-    def finished(self, items: List[WorkItem]) -> None:
-        self._metrics.add_running(self.route, -len(items))
 
     def close(self) -> None:
         self._metrics.close()
-
-
-def worker_file(worker_id: int) -> str:
-    return f"worker-{worker_id}"
-
-
-def clear_worker_running(directory: str, worker_id: int, route: int) -> None:
-    """Zero the running count of a worker that died (called by the supervisor; the worker can no longer)."""
-    if os.path.exists(os.path.join(directory, f"{worker_file(worker_id)}.metrics")):
-        metrics = ProcessMetrics(route + 1, directory).open(worker_file(worker_id))
-        metrics.clear_running(route)
-        metrics.close()
 
 
 class InstrumentedEndpoint:
@@ -230,11 +215,11 @@ class InstrumentedEndpoint:
 # --- reading and rendering -------------------------------------------------------------------------
 
 
-def read_totals(directory: str, routes: int) -> List[float]:
-    """The sum, slot by slot, of every process's file in ``directory``."""
+def read_totals(directory: str, routes: int, workers: int = 0) -> List[float]:
+    """The sum, slot by slot, of every process's file in ``directory`` (shorter files count as zeros)."""
     from array import array
 
-    totals = [0.0] * (routes * LAYOUT.block)
+    totals = [0.0] * (routes * LAYOUT.block + workers)
     for name in os.listdir(directory):
         if not name.endswith(".metrics"):
             continue
@@ -252,11 +237,15 @@ def read_totals(directory: str, routes: int) -> List[float]:
 
 
 def render(
-    totals: Sequence[float], paths: Sequence[str], accept: Optional[str], workers: Optional[Sequence[int]] = None
+    totals: Sequence[float],
+    paths: Sequence[str],
+    accept: Optional[str],
+    workers: Optional[WorkerLayout] = None,
 ) -> Tuple[bytes, str]:
     """Prometheus exposition of ``totals`` (text format, or OpenMetrics if the scraper asks): (body, type).
 
-    ``workers``: how many workers serve each route (for the per-worker load), when known.
+    ``workers``: which workers serve each route and how many requests each runs at once, when known; the
+    load gauges need it.
     """
     from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.exposition import choose_encoder
@@ -269,7 +258,7 @@ def render(
         "litserve_requests_in_flight", "Requests accepted and not yet answered, waiting or running.", labels=["path"]
     )
     running = GaugeMetricFamily(
-        "litserve_requests_running", "Requests a worker has started and not finished.", labels=["path"]
+        "litserve_requests_running", "Requests the workers run at once (up to max_batch_size each).", labels=["path"]
     )
     depth = GaugeMetricFamily("litserve_queue_depth", "Requests waiting for a worker.", labels=["path"])
     worker_count = GaugeMetricFamily("litserve_workers", "Worker processes serving the API.", labels=["path"])
@@ -288,19 +277,20 @@ def render(
         duration.add(path, totals, base + LAYOUT.duration, TIME_BUCKETS)
         queue_wait.add(path, totals, base + LAYOUT.queue_wait, TIME_BUCKETS)
         batch.add(path, totals, base + LAYOUT.batch_size, BATCH_BUCKETS)
-        held = max(0.0, totals[base + LAYOUT.in_flight])
-        # A worker's "finished" can land a moment before or after the API process's reply: never below 0.
-        started = min(held, max(0.0, totals[base + LAYOUT.running]))
+        held = totals[base + LAYOUT.in_flight]
         in_flight.add_metric([path], held)
-        running.add_metric([path], started)
-        depth.add_metric([path], held - started)
         if workers is not None:
-            worker_count.add_metric([path], workers[route])
-            per_worker.add_metric([path], held / workers[route] if workers[route] else held)
+            route_workers, batch_size = workers.route_workers[route], workers.batch_sizes[route]
+            per_worker_held = [totals[len(paths) * LAYOUT.block + w] for w in route_workers]
+            runs = sum(min(count, batch_size) for count in per_worker_held)
+            running.add_metric([path], runs)
+            depth.add_metric([path], held - runs)
+            worker_count.add_metric([path], len(route_workers))
+            per_worker.add_metric([path], held / max(1, len(route_workers)))
         restarts.add_metric([path], totals[base + LAYOUT.restarts])
-    families = [requests, duration.family, queue_wait.family, batch.family, in_flight, running, depth]
+    families = [requests, duration.family, queue_wait.family, batch.family, in_flight]
     if workers is not None:
-        families += [worker_count, per_worker]
+        families += [running, depth, worker_count, per_worker]
     families.append(restarts)
 
     class _Collector:
@@ -311,6 +301,18 @@ def render(
     registry.register(_Collector())
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
+
+
+class WorkerLayout:
+    """Which workers serve each route, and how many requests each of them runs at once."""
+
+    def __init__(self, route_workers: Sequence[Sequence[int]], batch_sizes: Sequence[int]) -> None:
+        self.route_workers = route_workers
+        self.batch_sizes = batch_sizes
+
+    @property
+    def count(self) -> int:
+        return sum(len(workers) for workers in self.route_workers)
 
 
 class _HistogramFamily:
@@ -344,8 +346,13 @@ def metrics_route(paths: Sequence[str], metrics: ProcessMetrics, runtime: Any) -
         if authenticate is not None and not authenticate(request.scope["headers"]):
             return JSONResponse({"detail": MISSING_API_KEY_MESSAGE}, 401)
         dispatcher = runtime.dispatcher
-        workers = dispatcher.workers_by_route() if dispatcher is not None else None
-        totals = read_totals(metrics.directory, len(paths)) if metrics.directory else list(metrics.values)
+        workers = dispatcher.worker_layout() if dispatcher is not None else None
+        if workers is not None and len(workers.route_workers) != len(paths):
+            workers = None  # not started by LitServer.run: no workers to report on
+        if metrics.directory:
+            totals = read_totals(metrics.directory, len(paths), workers.count if workers is not None else 0)
+        else:
+            totals = list(metrics.values)
         body, content_type = render(totals, paths, request.headers.get("accept"), workers)
         return Response(body, media_type=content_type)
 

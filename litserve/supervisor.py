@@ -19,7 +19,7 @@ from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import Any, Callable, Dict, List, Optional
 
-from litserve.metrics import ProcessMetrics, clear_worker_running
+from litserve.metrics import ProcessMetrics
 from litserve.transport import messages
 from litserve.workers.process import EXIT_SETUP_FAILED, WorkerSpec, run_worker
 
@@ -153,8 +153,6 @@ class Supervisor:
         process = worker.process
         process.join(timeout=1)
         description = describe_exit(process.exitcode)
-        if worker.spec.metrics_dir is not None:
-            clear_worker_running(worker.spec.metrics_dir, worker.spec.worker_id, worker.spec.api_index)
         was_ready = worker.ready.is_set() or worker.was_ready
         worker.was_ready = was_ready
         # Every API process answers the requests this worker held, naming how it died.

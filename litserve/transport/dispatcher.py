@@ -16,6 +16,7 @@ from collections import deque
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from litserve.codec import PLAIN_ERRORS, ErrorFormat, error_reply
+from litserve.metrics import WorkerLayout
 from litserve.transport import messages
 
 logger = logging.getLogger("litserve")
@@ -113,7 +114,7 @@ class Dispatcher:
         queue_limits: Optional[Sequence[Optional[int]]] = None,
         batch_sizes: Optional[Sequence[int]] = None,
         error_formats: Optional[Sequence[ErrorFormat]] = None,
-        count_in_flight: Optional[Callable[[int, float], None]] = None,
+        count_held: Optional[Callable[[int, int, float], None]] = None,
     ) -> None:
         self.api_server = api_server
         self._route_workers = route_workers
@@ -122,8 +123,8 @@ class Dispatcher:
         self._batch_sizes = list(batch_sizes) if batch_sizes is not None else [1] * routes
         # How each route shapes the errors the dispatcher answers itself (an OpenAI route: OpenAI's shape).
         self._error_formats = list(error_formats) if error_formats is not None else [PLAIN_ERRORS] * routes
-        # Told (route, +1 / -1) on every change, so the /metrics gauge is exact at any instant.
-        self._count_in_flight = count_in_flight
+        # Told (route, worker, +1 / -1) on every change, so the /metrics gauges are exact at any instant.
+        self._count_held = count_held
         self._route_of = {w: route for route, workers in enumerate(route_workers) for w in workers}
         self._pending: Dict[int, Pending] = {}
         self._closed = False
@@ -214,8 +215,8 @@ class Dispatcher:
         route = self._route_of[worker_id]
         if held >= self._batch_sizes[route]:
             self._queued[route] += 1
-        if self._count_in_flight is not None:
-            self._count_in_flight(route, 1.0)
+        if self._count_held is not None:
+            self._count_held(route, worker_id, 1.0)
 
     def _release(self, worker_id: int) -> None:
         held = self._outstanding[worker_id] - 1
@@ -223,8 +224,8 @@ class Dispatcher:
         route = self._route_of[worker_id]
         if held >= self._batch_sizes[route]:
             self._queued[route] -= 1
-        if self._count_in_flight is not None:
-            self._count_in_flight(route, -1.0)
+        if self._count_held is not None:
+            self._count_held(route, worker_id, -1.0)
 
     def _pick_worker(self, route: int) -> int:
         workers = self._route_workers[route]
@@ -386,6 +387,6 @@ class Dispatcher:
         """Requests of each route that this API process holds beyond what its workers run at once."""
         return list(self._queued)
 
-    def workers_by_route(self) -> List[int]:
-        """How many workers serve each route."""
-        return [len(workers) for workers in self._route_workers]
+    def worker_layout(self) -> WorkerLayout:
+        """Which workers serve each route and how many requests each runs at once (for ``/metrics``)."""
+        return WorkerLayout(self._route_workers, self._batch_sizes)

@@ -171,11 +171,6 @@ class WorkerChannel:
         if self.metrics is not None:
             self.metrics.started(items)
 
-    def mark_finished(self, items: List[WorkItem]) -> None:
-        """The loop is done with ``items`` (answered, failed or cancelled)."""
-        if self.metrics is not None:
-            self.metrics.finished(items)
-
     def is_cancelled(self, item: WorkItem) -> bool:
         """Whether the client of ``item`` went away; looks for new messages at most every millisecond.
 

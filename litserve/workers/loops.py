@@ -45,10 +45,7 @@ class WorkerLoop:
             items = self.collect()
             if items:
                 channel.mark_started(items)
-                try:
-                    self.step(items)
-                finally:
-                    channel.mark_finished(items)
+                self.step(items)
 
     def collect(self) -> List[WorkItem]:
         """Take up to ``max_batch_size`` requests, waiting at most ``batch_timeout`` for more to arrive."""
