@@ -86,11 +86,13 @@ def build_app(
             queue_limits=[max_queue_size] * len(options),
             batch_sizes=[opts.max_batch_size for opts in options],
             error_formats=[_error_format(opts.spec) for opts in options],
+            count_held=process_state.metrics.add_held if process_state.metrics is not None else None,
         )
         await dispatcher.start(process_state.listeners[process_state.api_server])
         runtime.dispatcher = dispatcher
         if process_state.metrics is not None:
-            process_state.metrics.open_api_process(process_state.api_server, dispatcher)
+            workers = sum(len(route) for route in process_state.route_workers)
+            process_state.metrics.open_api_process(process_state.api_server, workers)
         try:
             yield
         finally:
