@@ -126,7 +126,7 @@ class ChatReply:
         content = message.get("content")
         tool_calls = message.get("tool_calls") or []
         if not self.streaming:
-            if content:
+            if content is not None:
                 state.content.append(content)
             state.tool_calls.extend(tool_calls)
             return None
@@ -134,8 +134,8 @@ class ChatReply:
         if not state.role_sent:
             delta["role"] = "assistant"
             state.role_sent = True
-        if content:
-            delta["content"] = content
+        if content or (content is not None and tool_calls):
+            delta["content"] = content  # "" beside tool calls stays "", as OpenAI and LitServe send it
         if tool_calls:
             first = len(state.tool_calls)
             delta["tool_calls"] = [{"index": first + i, **call} for i, call in enumerate(tool_calls)]

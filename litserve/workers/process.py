@@ -61,6 +61,7 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     metrics = WorkerMetrics(spec.metrics_dir, spec.worker_id, spec.api_index) if spec.metrics_dir else None
     channel = WorkerChannel(spec.api_inboxes, parent.sentinel if parent else None, metrics)
     runner = HookRunner(spec.lit_api, spec.options)
+    spec.lit_api.device = spec.device  # as in LitServe: hooks may read ``self.device``
     try:
         runner.resolve(spec.lit_api.setup(spec.device))
     except BaseException:
