@@ -89,7 +89,8 @@ def build_app(
         if process_state.metrics is not None:
             process_state.metrics.open_api_process(process_state.api_server, dispatcher)
         try:
-            yield
+            async with mcp_endpoint.running() if mcp_endpoint is not None else contextlib.nullcontext():
+                yield
         finally:
             if process_state.metrics is not None:
                 process_state.metrics.close()
@@ -153,7 +154,23 @@ def build_app(
     async def server_info() -> Response:
         return JSONResponse(info)
 
-    return app, LitApp(app, fast_routes)
+    mcp_endpoint = _mcp_endpoint(lit_apis, options, fast_routes)
+    lit_app = LitApp(app, fast_routes)
+    if mcp_endpoint is not None:
+        mcp_endpoint.app = lit_app  # tool calls go through the API's own route
+    return app, lit_app
+
+
+def _mcp_endpoint(lit_apis: List[LitAPI], options: List[ApiOptions], fast_routes: Dict[str, Any]) -> Any:
+    """The ``/mcp/`` endpoint when some API has ``mcp=MCP(...)``, else None."""
+    if all(getattr(api, "mcp", None) is None for api in lit_apis):
+        return None
+    from litserve.mcp import MCP_PATHS, McpEndpoint, collect_tools
+
+    endpoint = McpEndpoint(collect_tools(lit_apis, [opts.api_path for opts in options]))
+    for path in MCP_PATHS:
+        fast_routes[path] = endpoint
+    return endpoint
 
 
 def _error_format(spec: Any) -> ErrorFormat:
