@@ -14,7 +14,7 @@ from litserve.api import LitAPI, request_annotation, response_annotation
 from litserve.codec import PLAIN_ERRORS, ErrorFormat
 from litserve.metrics import ProcessMetrics, metrics_route
 from litserve.options import ApiOptions
-from litserve.routes import PredictEndpoint, Runtime
+from litserve.routes import JSON, PredictEndpoint, Runtime
 from litserve.transport.dispatcher import Dispatcher
 
 STREAM_ALIAS_PATH = "/stream-predict"
@@ -103,17 +103,21 @@ def build_app(
         spec = opts.spec
         # A LitAPI's own ``authorize`` replaces the API-key check.
         authorize = getattr(lit_api, "authorize", None)
-        endpoint = PredictEndpoint(
-            route,
-            runtime,
-            timeout,
-            max_payload_size,
-            stream=spec.may_stream if spec is not None else opts.stream,
-            check_api_key=authorize is None,
-            error_body=_error_format(spec).error_body,
-        )
-        if process_state.metrics is not None:
-            endpoint = process_state.metrics.instrument(route, endpoint)
+        endpoint_options = {
+            "stream": spec.may_stream if spec is not None else opts.stream,
+            "check_api_key": authorize is None,
+            "error_body": _error_format(spec).error_body,
+        }
+
+        def make_endpoint(route: int = route, options: dict = endpoint_options, content_type: str = JSON) -> Any:
+            endpoint = PredictEndpoint(
+                route, runtime, timeout, max_payload_size, json_content_type=content_type, **options
+            )
+            if process_state.metrics is not None:
+                endpoint = process_state.metrics.instrument(route, endpoint)
+            return endpoint
+
+        endpoint = make_endpoint()
         paths = [opts.api_path]
         if spec is None and opts.stream and opts.api_path == "/predict":
             paths.append(STREAM_ALIAS_PATH)
@@ -123,6 +127,13 @@ def build_app(
             else:
                 fast_routes[path] = endpoint
                 _add_documented_route(app, path, lit_api, spec)
+        for path, content_type in (spec.extra_routes if spec is not None else {}).items():
+            if path in fast_routes or any(getattr(r, "path", None) == path for r in app.routes):
+                continue  # several APIs with this spec: the first one serves the extra path
+            if authorize is not None:
+                _add_authorized_route(app, path, make_endpoint(content_type=content_type), authorize)
+            else:
+                fast_routes[path] = make_endpoint(content_type=content_type)
         if spec is not None:
             spec.add_routes(app, runtime, lit_apis)
 
