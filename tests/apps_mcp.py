@@ -46,3 +46,10 @@ class EchoAPI(ls.LitAPI):
     def predict(self, x):
         time.sleep(float(x.get("sleep", 0)))
         return {"echo": x}
+
+
+class StreamAPI(ls.test_examples.SimpleStreamAPI):
+    """Streams three lines about its input."""
+
+    def __init__(self):
+        super().__init__(stream=True, api_path="/stream", mcp=MCP())

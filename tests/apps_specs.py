@@ -106,3 +106,11 @@ class ToyEmbedAPI(TestEmbedAPI):
     def encode_response(self, vectors: list, context: dict = None) -> dict:
         tokens = context.get("token_count", 0) if context else 0
         return {"embeddings": vectors, "prompt_tokens": tokens, "total_tokens": tokens}
+
+
+class FailsMidStreamChatAPI(TestAPI):
+    """Yields one piece, then raises: the reply fails after it started."""
+
+    def predict(self, messages: list):
+        yield "partial"
+        raise RuntimeError("the model broke")

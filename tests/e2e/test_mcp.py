@@ -87,6 +87,17 @@ def test_concurrent_tool_calls_are_batched_like_http(serve):
     assert max(r["batch"] for r in results) > 1, "tool calls share batches with each other"
 
 
+def test_a_streaming_api_answers_with_its_whole_stream(serve):
+    server = serve("tests.apps_mcp:StreamAPI")
+    tool = rpc(server, "tools/list").json()["result"]["tools"][0]
+    assert tool["name"] == "stream" and tool["description"] == "Streams three lines about its input."
+    assert tool["inputSchema"]["type"] == "object", "no pydantic annotation: any JSON object"
+    result = call(server, "stream", {"input": "hi"})
+    assert result["isError"] is False
+    lines = result["content"][0]["text"].splitlines()
+    assert [json.loads(line) for line in lines] == [{"output": f"{i}: hi"} for i in range(3)]
+
+
 def test_api_key_is_required_for_tool_calls(serve):
     server = serve("tests.apps_mcp:PowerAPI", env={"LIT_SERVER_API_KEY": "sk-mcp"})
     denied = call(server, "predict", {"input": 2.0})

@@ -113,3 +113,16 @@ def test_api_key_applies(serve):
     with pytest.raises(openai.AuthenticationError):
         client_for(server, api_key="wrong").responses.create(model="m", input="x")
     assert client_for(server, api_key="sk-r").responses.create(model="m", input="x").output_text == GENERATED_OUTPUT
+
+
+def test_a_failure_mid_stream_makes_the_sdk_raise_and_leaks_no_traceback(serve):
+    server = serve("tests.apps_specs:FailsMidStreamChatAPI", spec=OPENAI)
+    client = client_for(server)
+    seen = []
+    with pytest.raises(openai.APIError) as info:
+        for event in client.responses.create(model="m", input="x", stream=True):
+            seen.append(event.type)
+    assert "response.output_text.delta" in seen, "the events before the failure arrived"
+    assert "Traceback" not in str(info.value) and "the model broke" not in str(info.value)
+    with pytest.raises(openai.InternalServerError):
+        client.responses.create(model="m", input="x")
