@@ -41,6 +41,11 @@ def test_initialize_and_list_tools_with_raw_json_rpc(tools_server):
     assert tools["predict"]["inputSchema"]["properties"]["input"]["type"] == "number"
     assert tools["predict"]["inputSchema"]["required"] == ["input"]
     assert tools["echo"]["description"] == "Echoes its JSON body; sleeps ``sleep`` seconds first."
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    assert httpx.post(f"{tools_server.url}/mcp/", json=note, headers=HEADERS).status_code == 202
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
+    bare = httpx.post(f"{tools_server.url}/mcp", json=body, headers=HEADERS)
+    assert bare.status_code == 200 and bare.json()["id"] == 7, "/mcp without the slash works too"
 
 
 def test_tool_calls_run_through_the_route(tools_server):
