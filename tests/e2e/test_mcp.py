@@ -103,6 +103,12 @@ def test_a_streaming_api_answers_with_its_whole_stream(serve):
     assert [json.loads(line) for line in lines] == [{"output": f"{i}: hi"} for i in range(3)]
 
 
+def test_tools_with_two_api_server_processes(serve):
+    server = serve("tests.apps_mcp:PowerAPI", run_kwargs={"num_api_servers": 2})
+    results = [call(server, "predict", {"input": float(i)})["structuredContent"] for i in range(6)]
+    assert results == [{"output": float(i * i)} for i in range(6)]
+
+
 def test_api_key_is_required_for_tool_calls(serve):
     server = serve("tests.apps_mcp:PowerAPI", env={"LIT_SERVER_API_KEY": "sk-mcp"})
     denied = call(server, "predict", {"input": 2.0})
