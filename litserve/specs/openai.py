@@ -441,7 +441,10 @@ class OpenAISpec(LitSpec):
         return ChatLoop(runner, channel, self)
 
     def add_routes(self, app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) -> None:
+        from litserve.specs.openai_responses import document_route
+
         add_models_routes(app, runtime, lit_apis)
+        document_route(app)
 
 
 def add_models_routes(app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) -> None:

@@ -75,9 +75,23 @@ class ResponsesRequest(BaseModel):
             raise RequestError(422, json.loads(exc.json(include_url=False))) from None
 
 
+def document_route(app: Any) -> None:
+    """Describe ``POST /v1/responses`` in the OpenAPI schema; requests are served by the fast route."""
+    if any(getattr(route, "path", None) == RESPONSES_PATH for route in app.routes):
+        return
+
+    async def create_response(body: Any) -> Any:
+        raise RuntimeError("served by litserve's predict endpoint")
+
+    create_response.__annotations__ = {"body": ResponsesRequest, "return": Any}  # real types for FastAPI
+    app.add_api_route(RESPONSES_PATH, create_response, methods=["POST"], tags=["OpenAI"])
+
+
 def _chat_message(item: Dict[str, Any], index: int) -> dict:
     kind = item.get("type", "message")
-    if kind == "message" and "role" in item:
+    if kind == "message":
+        if "role" not in item:
+            raise RequestError(400, f"input[{index}]: a message needs a role (user, assistant, system)")
         content = item.get("content")
         if isinstance(content, list):
             content = [_chat_part(part, index) for part in content]

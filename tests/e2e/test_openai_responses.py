@@ -104,8 +104,19 @@ def test_bad_requests_get_openai_errors(words_server):
     assert "previous_response_id" in info.value.message
     with pytest.raises(openai.UnprocessableEntityError):
         client.responses.create(model="m", input="x", temperature=7)
+    no_role = httpx.post(f"{words_server.url}/v1/responses", json={"input": [{"content": "hi"}]})
+    assert no_role.status_code == 400 and "input[0]: a message needs a role" in no_role.json()["error"]["message"]
+    unknown = httpx.post(f"{words_server.url}/v1/responses", json={"input": [{"type": "web_search_call"}]})
+    assert unknown.status_code == 400 and "web_search_call" in unknown.json()["error"]["message"]
     missing = httpx.post(f"{words_server.url}/v1/responses", json={"model": "m"})
     assert missing.status_code == 422 and "input" in missing.json()["error"]["message"]
+
+
+def test_the_route_is_documented(words_server):
+    schema = httpx.get(f"{words_server.url}/openapi.json").json()
+    body = schema["paths"]["/v1/responses"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("/ResponsesRequest")
+    assert "input" in schema["components"]["schemas"]["ResponsesRequest"]["required"]
 
 
 def test_api_key_applies(serve):
