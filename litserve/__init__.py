@@ -2,6 +2,7 @@
 
 from fastapi import HTTPException, Request, Response
 
+from litserve import test_examples  # ``ls.test_examples``, as in LitServe
 from litserve.api import LitAPI
 from litserve.callbacks import Callback
 from litserve.forms import UploadedFile
@@ -23,5 +24,6 @@ __all__ = [
     "Request",
     "Response",
     "UploadedFile",
+    "test_examples",
     "__version__",
 ]

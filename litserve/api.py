@@ -27,6 +27,7 @@ class LitAPI:
         stream: ``predict`` and ``encode_response`` are generators whose items are streamed. Default False.
         spec: an API spec such as ``OpenAISpec()`` that defines the routes and wire format. Default None.
         enable_async: allow ``async def`` hooks. Default False.
+        mcp: ``litserve.mcp.MCP(...)`` makes this API an MCP tool at ``/mcp/``. Default None.
 
     Example::
 
@@ -52,6 +53,7 @@ class LitAPI:
         stream: bool = UNSET,
         spec: Any = UNSET,
         enable_async: bool = UNSET,
+        mcp: Any = None,
     ) -> None:
         given = {
             "max_batch_size": max_batch_size,
@@ -64,6 +66,7 @@ class LitAPI:
         self._explicit_options = {name: value for name, value in given.items() if value is not UNSET}
         for name, default in API_OPTION_DEFAULTS.items():
             setattr(self, name, self._explicit_options.get(name, default))
+        self.mcp = mcp
 
     # --- hooks -------------------------------------------------------------------------------------
 

@@ -58,8 +58,11 @@ class PredictEndpoint:
         stream: bool,
         check_api_key: bool = True,
         error_body: codec.ErrorBody = codec.detail_error_body,
+        json_content_type: str = JSON,
     ) -> None:
         self.route = route
+        # JSON bodies cross to the worker marked with this type (a spec's second API shape has its own).
+        self.json_content_type = json_content_type
         self.check_api_key = check_api_key
         self.error_body = error_body
         self.runtime = runtime
@@ -125,7 +128,7 @@ class PredictEndpoint:
         if not body:
             await send_reply(send, self.error(400, "Request body is empty: send a JSON document"))
             return
-        await self.serve(kind, body, receive, send)
+        await self.serve(self.json_content_type if kind == JSON else kind, body, receive, send)
 
     async def serve(self, content_type: str, body: bytes, receive: Receive, send: Send) -> None:
         dispatcher = self.runtime.dispatcher

@@ -68,6 +68,7 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     spec.lit_api._log_sink = LogSink(spec.log_queue, metrics) if spec.log_queue is not None else None
     if spec.callbacks:
         spec.callbacks.trigger_event(EventTypes.BEFORE_SETUP.value, lit_api=spec.lit_api)
+    spec.lit_api.device = spec.device  # as in LitServe: hooks may read ``self.device``
     try:
         runner.resolve(spec.lit_api.setup(spec.device))
     except BaseException:
