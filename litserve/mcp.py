@@ -94,8 +94,8 @@ class McpTool:
     def body(self, arguments: Dict[str, Any]) -> bytes:
         """The request body for ``arguments``; LitServe's ``{"request": {...}}`` form is unwrapped."""
         if self.model is not None and len(arguments) == 1:
-            (key, value), fields = next(iter(arguments.items())), self.model.model_fields
-            if isinstance(value, dict) and key not in fields and key == "request":
+            key, value = next(iter(arguments.items()))
+            if key == "request" and key not in self.model.model_fields and isinstance(value, dict):
                 arguments = value
         return orjson.dumps(arguments)
 
