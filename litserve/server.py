@@ -17,6 +17,12 @@ from litserve.api import LitAPI, is_async_hook, is_generator_hook
 from litserve.app import LIVENESS_PATH, ServerProcessState, build_app
 from litserve.client_file import write_client_file
 from litserve.devices import resolve_accelerator, resolve_devices
+from litserve.http_protocol import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    guarded_protocol,
+    resolve_client_timeout,
+)
 from litserve.metrics import ProcessMetrics
 from litserve.options import (
     DEFAULT_MAX_QUEUE_SIZE,
@@ -67,6 +73,10 @@ class LitServer:
         shutdown_timeout: seconds in-flight requests and streams get to finish after SIGTERM or Ctrl-C;
             those still running then get 503 (or their stream ends) and the server exits.
         metrics_path: path of the Prometheus metrics endpoint; ``None`` turns metrics off.
+        request_header_timeout: seconds a client gets to send a request's line and headers, however slowly
+            they trickle; then it gets 408 and the connection closes. ``None`` turns the limit off.
+        request_body_timeout: seconds a request body may stop arriving before the client gets 408 and the
+            connection closes; such a request never reaches a worker. ``None`` turns the limit off.
 
     Example::
 
@@ -100,6 +110,8 @@ class LitServer:
         loggers: Any = None,
         fast_queue: bool = True,
         track_requests: bool = False,
+        request_header_timeout: Optional[float] = DEFAULT_HEADER_TIMEOUT_S,
+        request_body_timeout: Optional[float] = DEFAULT_BODY_TIMEOUT_S,
     ) -> None:
         lit_apis = list(lit_api) if isinstance(lit_api, (list, tuple)) else [lit_api]
         if not lit_apis or not all(isinstance(api, LitAPI) for api in lit_apis):
@@ -155,6 +167,8 @@ class LitServer:
         self.shutdown_timeout = resolve_shutdown_timeout(shutdown_timeout)
         self.metrics_path = metrics_path
         self.middlewares = list(middlewares or [])
+        self.request_header_timeout = resolve_client_timeout(request_header_timeout, "request_header_timeout")
+        self.request_body_timeout = resolve_client_timeout(request_body_timeout, "request_body_timeout")
 
         self._runtime = Runtime()
         self._process_state = ServerProcessState()
@@ -244,6 +258,8 @@ class LitServer:
         grace = self.shutdown_timeout + _SHUTDOWN_MARGIN_S
         options = {"loop": "auto", "http": "auto", "access_log": False, "timeout_graceful_shutdown": grace}
         options.update(uvicorn_options)
+        # uvicorn has no deadline for a request still arriving: slow or stalled clients are closed by ours.
+        options["http"] = guarded_protocol(options["http"], self.request_header_timeout, self.request_body_timeout)
         return uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
 
     def _http_server(self, config: Any, parent_pid: Optional[int] = None) -> UvicornServer:
