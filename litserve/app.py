@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from litserve.api import LitAPI, request_annotation, response_annotation
+from litserve.auth import ApiKeyLayer
 from litserve.codec import PLAIN_ERRORS, ErrorFormat
 from litserve.metrics import ProcessMetrics, metrics_route
 from litserve.options import ApiOptions
@@ -73,7 +74,9 @@ def build_app(
     info: Dict[str, Any],
     metrics_path: Optional[str] = None,
 ) -> tuple:
-    """Returns (FastAPI app, LitApp). Routes are registered on the FastAPI app so they appear in ``/docs``."""
+    """Returns (FastAPI app, the ASGI app to serve). Routes are registered on the FastAPI app so they appear in
+    ``/docs``; the API key guards everything the served app reaches, routes added to the FastAPI app later too.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -97,6 +100,8 @@ def build_app(
 
     app = FastAPI(title="litserve", lifespan=lifespan)
     fast_routes: Dict[str, PredictEndpoint] = {}
+    authorized_paths: List[str] = []  # a LitAPI's own ``authorize`` checks these
+    error_bodies = []
 
     for route, (lit_api, opts) in enumerate(zip(lit_apis, options)):
         spec = opts.spec
@@ -119,11 +124,14 @@ def build_app(
         for path in paths:
             if authorize is not None:
                 _add_authorized_route(app, path, endpoint, authorize)
+                authorized_paths.append(path)
             else:
                 fast_routes[path] = endpoint
                 _add_documented_route(app, path, lit_api, spec)
         if spec is not None:
             spec.add_routes(app, runtime, lit_apis)
+            if opts.api_path.startswith("/v1/"):
+                error_bodies.append(("/v1/", spec.error_body))
 
     @app.get(healthcheck_path, include_in_schema=False)
     async def health() -> Response:
@@ -153,7 +161,14 @@ def build_app(
     async def server_info() -> Response:
         return JSONResponse(info)
 
-    return app, LitApp(app, fast_routes)
+    served = ApiKeyLayer(
+        LitApp(app, fast_routes),
+        runtime,
+        open_paths=[healthcheck_path, LIVENESS_PATH],
+        self_checked_paths=[*fast_routes, *authorized_paths],
+        error_bodies=error_bodies,
+    )
+    return app, served
 
 
 def _error_format(spec: Any) -> ErrorFormat:
