@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -121,13 +121,13 @@ def fd_count(pid: int) -> int:
 class Server:
     """A benchmark server script in its own session; ``usage()`` sums RSS and counts FDs over its processes."""
 
-    def __init__(self, name: str, script: str, log_dir: Path) -> None:
+    def __init__(self, name: str, script: str, log_dir: Path, args: Sequence[str] = ()) -> None:
         self.name = name
         self.port = free_port()
         self.log_path = log_dir / f"{name}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(HERE / "servers" / script), "--port", str(self.port)],
+                [sys.executable, str(HERE / "servers" / script), "--port", str(self.port), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
