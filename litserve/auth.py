@@ -4,6 +4,7 @@ route but liveness and readiness. Keys are compared in constant time and never l
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
@@ -92,3 +93,31 @@ class ApiKeyLayer:
             if path.startswith(prefix):
                 return error_body
         return detail_error_body
+
+
+class _RedactKey(logging.Filter):
+    """Replaces the API key with ``***`` in any record that contains it (a debug log of request headers)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self.key = key
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.key in message:
+            record.msg, record.args = message.replace(self.key, "***"), ()
+        return True
+
+
+def keep_out_of_logs(key: Optional[str]) -> None:
+    """Redact ``key`` from everything the handlers configured so far write (uvicorn's, litserve's, the root's).
+
+    uvicorn's websocket protocol logs handshake headers at debug level, ``X-API-Key`` included.
+    """
+    if not key:
+        return
+    loggers = [logging.getLogger(), *(logging.getLogger(name) for name in list(logging.Logger.manager.loggerDict))]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, _RedactKey) and f.key == key for f in handler.filters):
+                handler.addFilter(_RedactKey(key))

@@ -61,7 +61,7 @@ class _Deadlines:
         self._head_bytes = 0
         self._head_lines = 0
         self._head_tail = b""
-        self._refused = False
+        self._done = False  # refused, or upgraded to a websocket: no more HTTP on this connection
         self._watch()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -69,7 +69,7 @@ class _Deadlines:
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._done:
             return  # lingering after a refusal: read and drop what the client is still sending
         now = self.loop.time()
         self._last_data_at = now
@@ -89,6 +89,11 @@ class _Deadlines:
         if self._between_requests():
             self._head_started_at = None  # keep-alive: uvicorn times the idle wait; the head starts with its data
         self._watch()
+
+    def handle_websocket_upgrade(self, *args: Any) -> None:
+        self._cancel_timer()
+        self._done = True  # the connection now belongs to the websocket protocol: no more HTTP deadlines
+        super().handle_websocket_upgrade(*args)
 
     # --- internals ---------------------------------------------------------------------------------
 
@@ -120,7 +125,7 @@ class _Deadlines:
         return self._last_data_at + self.body_timeout
 
     def _watch(self) -> None:
-        if self._timer is not None or self._refused or self.transport.is_closing():
+        if self._timer is not None or self._done or self.transport.is_closing():
             return
         deadline = self._deadline()
         if deadline is not None:
@@ -128,7 +133,7 @@ class _Deadlines:
 
     def _check(self) -> None:
         self._timer = None
-        if self._refused or self.transport.is_closing():
+        if self._done or self.transport.is_closing():
             return
         deadline = self._deadline()
         if deadline is None:
@@ -152,7 +157,7 @@ class _Deadlines:
             self.transport.write(response)
         # Closing with unread bytes would make the kernel reset the connection, and the client could lose the
         # answer: end our side, drop what still arrives for a moment, then close.
-        self._refused = True
+        self._done = True
         transport = self.transport
         if transport.can_write_eof():
             transport.write_eof()

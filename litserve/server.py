@@ -260,7 +260,9 @@ class LitServer:
         options.update(uvicorn_options)
         # uvicorn has no deadline for a request still arriving: slow or stalled clients are closed by ours.
         options["http"] = guarded_protocol(options["http"], self.request_header_timeout, self.request_body_timeout)
-        return uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
+        config = uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
+        auth.keep_out_of_logs(auth.api_key_from_env())  # uvicorn's log handlers exist from here on
+        return config
 
     def _http_server(self, config: Any, parent_pid: Optional[int] = None) -> UvicornServer:
         return UvicornServer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import List, Tuple
 
@@ -24,7 +25,7 @@ def served_routes(routes, prefix: str = "") -> List[Tuple[str, str]]:
         if isinstance(route, Mount):
             found += served_routes(route.routes, path)
         else:
-            for method in sorted(route.methods or {"GET"}):
+            for method in sorted(getattr(route, "methods", None) or {"GET"}):
                 if method != "HEAD":
                     found.append((method, path or "/"))
     return found
@@ -36,7 +37,16 @@ def test_every_route_but_liveness_and_readiness_answers_401_without_the_key(serv
     paths = {path for _, path in routes}
     # The enumeration sees every kind of route, those added after the server was built included.
     expected = {"/square", "/v1/chat/completions", "/v1/embeddings", "/v1/models", "/v1/models/some-id", "/metrics"}
-    expected |= {"/info", "/openapi.json", "/docs", "/redoc", "/custom", "/mounted/", "/mounted/deep"} | OPEN_PATHS
+    expected |= {
+        "/info",
+        "/openapi.json",
+        "/docs",
+        "/redoc",
+        "/custom",
+        "/ws",
+        "/mounted/",
+        "/mounted/deep",
+    } | OPEN_PATHS
     assert expected <= paths
     routes.append(("GET", "/no-such-route"))
 
@@ -65,4 +75,22 @@ def test_every_route_but_liveness_and_readiness_answers_401_without_the_key(serv
         allowed = client.post("/authorized", json={"input": 3}, headers={"Authorization": "Bearer letmein"})
         assert allowed.json() == {"output": 9}
 
+    assert_websocket_needs_the_key_and_outlives_the_header_timeout(server.url)
     assert KEY not in server.output() and KEY.lower() not in server.output(), "an API key reached the logs"
+
+
+def assert_websocket_needs_the_key_and_outlives_the_header_timeout(url: str) -> None:
+    import pytest
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    ws_url = url.replace("http://", "ws://") + "/ws"
+    with pytest.raises(InvalidStatus):
+        with connect(ws_url, open_timeout=10):
+            pass
+    with connect(ws_url, additional_headers={"X-API-Key": KEY}, open_timeout=10) as websocket:
+        websocket.send("before")
+        assert websocket.recv(timeout=10) == "before"
+        time.sleep(1.5)  # longer than the server's header timeout: a websocket is no request still arriving
+        websocket.send("after")
+        assert websocket.recv(timeout=10) == "after"
