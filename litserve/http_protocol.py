@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Optional, Type, Union
 
+import h11
+
 DEFAULT_HEADER_TIMEOUT_S = 5.0
 DEFAULT_BODY_TIMEOUT_S = 15.0
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
@@ -61,6 +63,7 @@ class _Deadlines:
         self._head_bytes = 0
         self._head_lines = 0
         self._head_tail = b""
+        self._between_messages = True  # httptools: no request line or headers of a new message parsed yet
         self._done = False  # refused, or upgraded to a websocket: no more HTTP on this connection
         self._watch()
 
@@ -73,7 +76,7 @@ class _Deadlines:
             return  # lingering after a refusal: read and drop what the client is still sending
         now = self.loop.time()
         self._last_data_at = now
-        if self._between_requests():
+        if self._reading_head():
             if self._head_started_at is None:
                 self._head_started_at = now
                 self._head_bytes = self._head_lines = 0
@@ -82,13 +85,23 @@ class _Deadlines:
                 self._refuse(HEADER_TOO_LARGE_RESPONSE)
                 return
         super().data_received(data)
+        if not self._reading_head():
+            self._head_started_at = None  # the next head's clock starts with its first byte
         self._watch()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self._between_requests():
+        if self._reading_head():
             self._head_started_at = None  # keep-alive: uvicorn times the idle wait; the head starts with its data
         self._watch()
+
+    def on_headers_complete(self) -> None:  # httptools only
+        self._between_messages = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:  # httptools only
+        super().on_message_complete()
+        self._between_messages = True
 
     def handle_websocket_upgrade(self, *args: Any) -> None:
         self._cancel_timer()
@@ -97,10 +110,21 @@ class _Deadlines:
 
     # --- internals ---------------------------------------------------------------------------------
 
-    def _between_requests(self) -> bool:
-        """No request is being read or answered: bytes that arrive belong to the next request's head."""
+    def _client_state(self) -> str:
+        """What the client is sending: ``"head"`` (or nothing yet), ``"body"``, or ``"done"`` (its request is
+        complete). A body the app never read (after an early 413 or 503) still counts as body."""
+        conn = getattr(self, "conn", None)
+        if conn is not None:  # h11 keeps the client's state itself
+            state = conn.their_state
+            return "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else "done"
+        if self._between_messages:
+            return "head"
+        return "body"
+
+    def _reading_head(self) -> bool:
+        """Bytes that arrive now belong to a new request's head (no request is still being answered)."""
         cycle = self.cycle
-        return cycle is None or cycle.response_complete
+        return self._client_state() == "head" and (cycle is None or cycle.response_complete)
 
     def _head_within_limits(self, data: bytes) -> bool:
         joined = self._head_tail + data
@@ -113,12 +137,11 @@ class _Deadlines:
 
     def _deadline(self) -> Optional[float]:
         """When the client runs out of time at the current stage, or None while it owes nothing."""
-        if self._between_requests():
+        if self._reading_head():
             if self._head_started_at is None or self.header_timeout is None:
                 return None
             return self._head_started_at + self.header_timeout
-        cycle = self.cycle
-        if not cycle.more_body or self.body_timeout is None:
+        if self._client_state() != "body" or self.body_timeout is None:
             return None
         if self.flow.read_paused:
             self._last_data_at = self.loop.time()  # we are not reading: the client cannot be late
@@ -141,7 +164,7 @@ class _Deadlines:
         if self.loop.time() < deadline:
             self._timer = self.loop.call_at(deadline, self._check)
             return
-        self._refuse(HEADER_TIMEOUT_RESPONSE if self._between_requests() else BODY_TIMEOUT_RESPONSE)
+        self._refuse(HEADER_TIMEOUT_RESPONSE if self._reading_head() else BODY_TIMEOUT_RESPONSE)
 
     def _refuse(self, response: bytes) -> None:
         """Answer ``response`` unless a response already started, and close; a handler reading the body sees

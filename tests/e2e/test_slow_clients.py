@@ -5,10 +5,11 @@ Each test talks raw HTTP/1.1 over a socket to a real server, on both of uvicorn'
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 import httpx
 import pytest
@@ -204,3 +205,33 @@ def test_a_pathological_multipart_content_type_is_answered_quickly(server):
     assert response.status_code == 400 and "Content-Type" in response.json()["detail"]
     assert time.monotonic() - started < CLOSE_BOUND_S
     wait_for(lambda: httpx.get(f"{server.url}/health").status_code == 200, timeout=5, message="health")
+
+
+def read_one_response(sock: socket.socket) -> Tuple[int, bytes]:
+    """(status, body) of the next response on a kept-alive connection (Content-Length bodies only)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"content-length: (\d+)", head, re.IGNORECASE).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return status_of(head), body
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_a_body_left_unread_after_an_early_answer_is_drained_and_the_connection_serves_on(serve, http):
+    server = serve("tests.apps:SquareAPI", max_payload_size=1000, run_kwargs={"http": http}, request_header_timeout=1)
+    # Larger than the head limits, slower than the header timeout: none of it may count as the next head.
+    body = b'{"input": 1, "padding": "' + b"x" * 100_000 + b'"}'
+    head = request_bytes(body)[: -len(body)]
+    with connect(server) as sock:
+        sock.sendall(head)
+        assert read_one_response(sock)[0] == 413  # answered from Content-Length, the body unread
+        time.sleep(HEADER_TIMEOUT_S * 1.5)
+        sock.sendall(body)
+        sock.sendall(request_bytes(b'{"input": 3}'))
+        status, answer = read_one_response(sock)
+    assert status == 200 and answer == b'{"output":9}'
