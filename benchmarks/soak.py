@@ -63,6 +63,28 @@ MIX = [
 ]
 PATTERN = [kind for kind, count in MIX for _ in range(count)]
 STREAM_ITEMS = 20
+_HOSTILE_BYTES: Dict[str, bytes] = {}
+
+
+def _hostile_bytes(kind: str) -> bytes:
+    """The large hostile requests, built once: building them each time would stall the client's event loop."""
+    if kind not in _HOSTILE_BYTES:
+        if kind == "big_header":
+            data = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n"
+        elif kind == "many_headers":
+            headers = b"".join(b"X-%d: 1\r\n" % i for i in range(10_000))
+            data = b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+        else:
+            body = b'{"input": 3, "padding": "' + b"x" * 256 * 1024 + b'"}'
+            chunks = b"".join(b"1\r\n" + body[i : i + 1] + b"\r\n" for i in range(len(body)))
+            data = (
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+            )
+        _HOSTILE_BYTES[kind] = data
+    return _HOSTILE_BYTES[kind]
+
+
 # Hostile clients (``--hostile``) and the status each must get.
 HOSTILE = {
     "slow_head": 408,
@@ -241,6 +263,9 @@ class Client:
         """Send ``total`` requests (or as many as fit before ``until``, a monotonic time); returns how many."""
         counter = itertools.count(offset) if until is not None else iter(range(offset, offset + total))
         sent = itertools.count()
+        if hostile and until is not None:
+            for kind in ("big_header", "many_headers", "tiny_chunks"):
+                _hostile_bytes(kind)
         attackers = [asyncio.ensure_future(self._attacker(n, until)) for n in range(hostile if until else 0)]
         await asyncio.gather(*(self._worker(counter, until, sent) for _ in range(connections)))
         await asyncio.gather(*attackers)
@@ -381,22 +406,17 @@ class Client:
 
     async def _big_header(self) -> int:
         reader, writer = await asyncio.open_connection(HOST, self.hello_port)
-        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n")
+        writer.write(_hostile_bytes("big_header"))
         return await self._answer(writer, reader)
 
     async def _many_headers(self) -> int:
         reader, writer = await asyncio.open_connection(HOST, self.hello_port)
-        headers = b"".join(b"X-%d: 1\r\n" % i for i in range(10_000))
-        writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+        writer.write(_hostile_bytes("many_headers"))
         return await self._answer(writer, reader)
 
     async def _tiny_chunks(self) -> int:
         reader, writer = await asyncio.open_connection(HOST, self.hello_port)
-        body = b'{"input": 3, "padding": "' + b"x" * 256 * 1024 + b'"}'
-        writer.write(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-        )
-        writer.write(b"".join(b"1\r\n" + body[i : i + 1] + b"\r\n" for i in range(len(body))) + b"0\r\n\r\n")
+        writer.write(_hostile_bytes("tiny_chunks"))
         return await self._answer(writer, reader)
 
     async def _bad_multipart(self) -> int:
