@@ -109,10 +109,12 @@ def test_tools_with_two_api_server_processes(serve):
     assert results == [{"output": float(i * i)} for i in range(6)]
 
 
-def test_api_key_is_required_for_tool_calls(serve):
+def test_api_key_is_required_for_every_mcp_call(serve):
     server = serve("tests.apps_mcp:PowerAPI", env={"LIT_SERVER_API_KEY": "sk-mcp"})
-    denied = call(server, "predict", {"input": 2.0})
-    assert denied["isError"] is True and "401" in denied["content"][0]["text"]
+    # Without the key the MCP endpoint itself refuses, tools/list included.
+    for method, params in (("tools/list", {}), ("tools/call", {"name": "predict", "arguments": {"input": 2.0}})):
+        denied = rpc(server, method, params)
+        assert denied.status_code == 401, denied.text
     allowed = call(server, "predict", {"input": 2.0}, headers={"X-API-Key": "sk-mcp"})
     assert allowed["structuredContent"] == {"output": 4.0}
 
