@@ -35,6 +35,7 @@ from litserve.options import (
     validate_workers_per_device,
 )
 from litserve.routes import Runtime
+from litserve.startup_warnings import ineffective_run_options, ineffective_server_options, near_miss_hooks
 from litserve.supervisor import Supervisor
 from litserve.transport.messages import Endpoints
 from litserve.uvicorn_server import UvicornServer
@@ -98,7 +99,7 @@ class LitServer:
         loop: Any = "auto",
         callbacks: Any = None,
         loggers: Any = None,
-        fast_queue: bool = True,
+        fast_queue: Optional[bool] = None,
         track_requests: bool = False,
     ) -> None:
         lit_apis = list(lit_api) if isinstance(lit_api, (list, tuple)) else [lit_api]
@@ -127,11 +128,13 @@ class LitServer:
         }
         self.lit_apis = lit_apis
         self.api_options: List[ApiOptions] = []
+        self._startup_warnings = ineffective_server_options({"fast_queue": fast_queue})
         for api in lit_apis:
             opts = resolve_api_options(api._resolved_explicit_options(), server_given)
             if opts.spec is not None:
                 opts = _bind_spec(api, opts)
             _check_hooks(api, opts)
+            self._startup_warnings.extend(near_miss_hooks(api))
             for name in ("max_batch_size", "batch_timeout", "api_path", "stream", "spec", "enable_async"):
                 setattr(api, name, getattr(opts, name))
             self.api_options.append(opts)
@@ -200,6 +203,8 @@ class LitServer:
         if not isinstance(num_api_servers, int) or isinstance(num_api_servers, bool) or num_api_servers < 1:
             raise ValueError(f"num_api_servers must be an integer >= 1, got {num_api_servers!r}")
         _configure_logging(log_level)
+        for warning in [*self._startup_warnings, *ineffective_run_options(api_server_worker_type, uvicorn_options)]:
+            logger.warning(warning)
         api_key = auth.api_key_from_env()
         self._runtime.authenticate = auth.api_key_checker(api_key) if api_key else None
         if generate_client_file:
