@@ -48,3 +48,15 @@ class DelayedSetupAPI(ls.LitAPI):
 
     def predict(self, x):
         return {"output": x * 2}
+
+
+class MarkedSleepAPI(ls.LitAPI):
+    """predict touches ``started-<id>`` in ``MARK_DIR``, then sleeps ``sleep`` seconds."""
+
+    def setup(self, device):
+        self.mark_dir = os.environ["MARK_DIR"]
+
+    def predict(self, request):
+        open(os.path.join(self.mark_dir, f"started-{request['id']}"), "w").close()
+        time.sleep(request["sleep"])
+        return {"id": request["id"]}
