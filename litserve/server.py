@@ -213,7 +213,7 @@ class LitServer:
         api_key = auth.api_key_from_env()
         self._runtime.authenticate = auth.api_key_checker(api_key) if api_key else None
         if generate_client_file:
-            write_client_file(port, self.api_options[0].api_path)
+            write_client_file(port, self.lit_apis, self.api_options)
 
         endpoints = Endpoints.create()
         inboxes = [endpoints.api_inbox(i) for i in range(num_api_servers)]
