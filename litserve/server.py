@@ -215,6 +215,7 @@ class LitServer:
         if generate_client_file:
             write_client_file(port, self.lit_apis, self.api_options)
 
+        sock = lifecycle.listen(host, port, uvicorn_options)  # exits with a clear line if the port is taken
         endpoints = Endpoints.create()
         inboxes = [endpoints.api_inbox(i) for i in range(num_api_servers)]
         self._process_state.listeners = endpoints.listen(num_api_servers)
@@ -223,7 +224,6 @@ class LitServer:
         self._process_state.route_workers = [
             [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
         ]
-        sock = lifecycle.listen(host, port, uvicorn_options)
         self._log_banner(sock, specs, num_api_servers)
         supervisor_metrics = ProcessMetrics(len(self.lit_apis), metrics_dir).open("supervisor")
         self._started_at = started_at
