@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import inspect
 import sys
+import typing
 from typing import Callable, Dict, List, Optional
 
 from litserve import __version__
+from litserve.deploy.docker import dockerize
+from litserve.deploy.kubernetes import kubernetes
 from litserve.run_script import ScriptNotFoundError, run
 
 # The registry of subcommands: name -> function. A function's signature becomes the subcommand's flags
 # (positional parameters become positional arguments), its Google-style docstring the help text.
 COMMANDS: Dict[str, Callable[..., object]] = {
     "run": run,
+    "dockerize": dockerize,
+    "kubernetes": kubernetes,
 }
 
 
@@ -61,14 +66,44 @@ def main(argv: Optional[List[str]] = None) -> int:
                 return 2
             return 0
     parser = build_parser()
+    if argv and argv[0] in COMMANDS:
+        argv = [argv[0], *_normalize_flags(COMMANDS[argv[0]], argv[1:])]
     config = parser.parse_args(argv)
     if not config.get("command"):
         parser.print_help()
         return 0
     name = config.command
     kwargs = {key: value for key, value in config[name].items() if not key.startswith("__")}
-    result = COMMANDS[name](**kwargs)
+    try:
+        result = COMMANDS[name](**kwargs)
+    except (ValueError, FileNotFoundError) as exc:  # bad input: say what is wrong, no traceback
+        print(f"litserve {name}: error: {exc}", file=sys.stderr)
+        return 2
     return result if isinstance(result, int) else 0
+
+
+_BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
+
+
+def _normalize_flags(function: Callable[..., object], args: List[str]) -> List[str]:
+    """Accept ``--min-replicas`` for ``--min_replicas``, and a bare ``--gpu`` for ``--gpu=true``."""
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:
+        hints = {}
+    booleans = {name for name, hint in hints.items() if hint is bool}
+    normalized: List[str] = []
+    for index, arg in enumerate(args):
+        if not arg.startswith("--") or arg == "--":
+            normalized.append(arg)
+            continue
+        flag, sep, value = arg.partition("=")
+        name = flag[2:].replace("-", "_")
+        following = args[index + 1] if index + 1 < len(args) else None
+        if name in booleans and not sep and (following is None or following.lower() not in _BOOL_WORDS):
+            sep, value = "=", "true"
+        normalized.append(f"--{name}{sep}{value}")
+    return normalized
 
 
 if __name__ == "__main__":
