@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import runpy
 import sys
 import typing
 from typing import Callable, Dict, List, Optional
@@ -11,26 +10,20 @@ from typing import Callable, Dict, List, Optional
 from litserve import __version__
 from litserve.deploy.docker import dockerize
 from litserve.deploy.kubernetes import kubernetes
-
-
-def run(script: str) -> None:
-    """Run a server script, the same as ``python SCRIPT [ARGS...]``.
-
-    Args:
-        script: path to a server.py that calls LitServer(...).run(); arguments after it go to the script.
-    """
-    # Replaced by the full implementation (issue 14); arguments after SCRIPT are passed through verbatim.
-    sys.argv = [script, *sys.argv[sys.argv.index(script) + 1 :]] if script in sys.argv else [script]
-    runpy.run_path(script, run_name="__main__")
-
+from litserve.run_script import ScriptNotFoundError, run
 
 # The registry of subcommands: name -> function. A function's signature becomes the subcommand's flags
-# (positional parameters become positional arguments), its docstring the help text.
+# (positional parameters become positional arguments), its Google-style docstring the help text.
 COMMANDS: Dict[str, Callable[..., object]] = {
     "run": run,
     "dockerize": dockerize,
     "kubernetes": kubernetes,
 }
+
+
+def _summary(function: Callable[..., object]) -> str:
+    """The docstring up to its ``Args:`` section (jsonargparse shows each argument's own line beside it)."""
+    return (inspect.getdoc(function) or "").split("\nArgs:")[0].strip()
 
 
 def build_parser():
@@ -41,18 +34,38 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"litserve {__version__}")
     subcommands = parser.add_subcommands(required=False, dest="command")
     for name, function in COMMANDS.items():
-        sub = ArgumentParser(description=inspect.getdoc(function))
-        sub.add_function_arguments(function, as_positional=True)
-        subcommands.add_subcommand(name, sub, help=(inspect.getdoc(function) or "").split("\n")[0])
+        sub = ArgumentParser(prog=f"litserve {name}", description=_summary(function))
+        sub.add_function_arguments(function, as_positional=True, as_group=False)
+        subcommands.add_subcommand(name, sub, help=_summary(function).split("\n")[0])
     return parser
 
 
+def _split_run_arguments(argv: List[str]) -> Optional[List[str]]:
+    """``run [--] SCRIPT ARGS...``: the script and everything after it belong to the script, not to us."""
+    rest = argv[1:]
+    if rest[:1] == ["--"]:
+        rest = rest[1:]
+    elif not rest or rest[0].startswith("-"):
+        return None  # no script: ``--help``, or an error jsonargparse explains
+    return rest
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``litserve`` and ``python -m litserve``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        script_and_args = _split_run_arguments(argv)
+        if script_and_args is None and len(argv) == 1:
+            print("litserve run: give the server script to run, e.g. 'litserve run server.py'", file=sys.stderr)
+            return 2
+        if script_and_args:
+            try:
+                run(script_and_args[0], script_and_args[1:])
+            except ScriptNotFoundError as exc:
+                print(f"litserve run: {exc}", file=sys.stderr)
+                return 2
+            return 0
     parser = build_parser()
-    if argv[:1] == ["run"] and len(argv) > 1 and not argv[1].startswith("-"):
-        run(argv[1])  # everything after the script belongs to the script, not to us
-        return 0
     if argv and argv[0] in COMMANDS:
         argv = [argv[0], *_normalize_flags(COMMANDS[argv[0]], argv[1:])]
     config = parser.parse_args(argv)

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from litserve import admin, auth
+from litserve import admin, auth, lifecycle
 from litserve.api import LitAPI, is_async_hook, is_generator_hook
 from litserve.app import LIVENESS_PATH, ServerProcessState, build_app
 from litserve.callbacks import EventTypes, callback_runner
@@ -24,6 +24,7 @@ from litserve.http_protocol import (
     guarded_protocol,
     resolve_client_timeout,
 )
+from litserve.log_format import plain_handler, pretty_handler, pretty_uvicorn_log_config
 from litserve.loggers import LoggerProcess, check_loggers, mounts
 from litserve.metrics import ProcessMetrics
 from litserve.options import (
@@ -44,6 +45,7 @@ from litserve.options import (
 )
 from litserve.request_callbacks import RequestObserver
 from litserve.routes import Runtime
+from litserve.startup_warnings import ineffective_run_options, ineffective_server_options, near_miss_hooks
 from litserve.supervisor import Supervisor
 from litserve.transport.messages import Endpoints
 from litserve.uvicorn_server import UvicornServer
@@ -119,7 +121,7 @@ class LitServer:
         loop: Any = "auto",
         callbacks: Any = None,
         loggers: Any = None,
-        fast_queue: bool = True,
+        fast_queue: Optional[bool] = None,
         track_requests: bool = False,
         enable_shutdown_api: bool = False,
         shutdown_path: str = "/shutdown",
@@ -157,11 +159,13 @@ class LitServer:
         }
         self.lit_apis = lit_apis
         self.api_options: List[ApiOptions] = []
+        self._startup_warnings = ineffective_server_options({"fast_queue": fast_queue})
         for api in lit_apis:
             opts = resolve_api_options(api._resolved_explicit_options(), server_given)
             if opts.spec is not None:
                 opts = _bind_spec(api, opts)
             _check_hooks(api, opts)
+            self._startup_warnings.extend(near_miss_hooks(api))
             for name in ("max_batch_size", "batch_timeout", "api_path", "stream", "spec", "enable_async"):
                 setattr(api, name, getattr(opts, name))
             self.api_options.append(opts)
@@ -245,22 +249,29 @@ class LitServer:
     ) -> None:
         """Start the workers and the HTTP server; returns when the server stops.
 
-        ``num_api_servers`` uvicorn processes share the port (default 1). ``api_server_worker_type`` and
-        ``pretty_logs`` are accepted for LitServe compatibility: API servers are always processes.
-        Exits the process with status 1 if a worker's ``setup`` fails.
+        ``num_api_servers`` uvicorn processes share the port (default 1); API servers are always processes
+        (``api_server_worker_type`` is accepted for LitServe compatibility). ``pretty_logs`` colours the log
+        with rich. The port listens before the first start-up line; requests that arrive before the workers
+        finished ``setup`` wait for them (up to ``timeout``). Logs ``ready: N workers in X s`` once they have.
+        Exits the process with status 1 if a worker's ``setup`` fails or the port cannot be used.
         """
+        started_at = time.monotonic()
         if api_server_worker_type not in (None, "process", "thread"):
             raise ValueError(f"api_server_worker_type must be 'process' or 'thread', got {api_server_worker_type!r}")
         port = _check_port(port)
         num_api_servers = 1 if num_api_servers is None else num_api_servers
         if not isinstance(num_api_servers, int) or isinstance(num_api_servers, bool) or num_api_servers < 1:
             raise ValueError(f"num_api_servers must be an integer >= 1, got {num_api_servers!r}")
-        _configure_logging(log_level)
+        self._pretty_logs = bool(pretty_logs)
+        _configure_logging(log_level, self._pretty_logs)
+        for warning in [*self._startup_warnings, *ineffective_run_options(api_server_worker_type, uvicorn_options)]:
+            logger.warning(warning)
         api_key = auth.api_key_from_env()
         self._runtime.authenticate = auth.api_key_checker(api_key) if api_key else None
         if generate_client_file:
-            write_client_file(port, self.api_options[0].api_path)
+            write_client_file(port, self.lit_apis, self.api_options)
 
+        sock = lifecycle.listen(host, port, uvicorn_options)  # exits with a clear line if the port is taken
         self._main_pid = os.getpid()
         if self._observer is not None:
             self._observer.share_counts(num_api_servers)
@@ -278,16 +289,18 @@ class LitServer:
         self._process_state.route_workers = [
             [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
         ]
-        self._log_banner(host, port, specs, num_api_servers)
+        self._log_banner(sock, specs, num_api_servers)
         supervisor_metrics = ProcessMetrics(len(self.lit_apis), metrics_dir).open("supervisor")
+        self._started_at = started_at
         try:
             if num_api_servers == 1:
-                failed = self._run_single(host, port, log_level, specs, inboxes, uvicorn_options, supervisor_metrics)
+                failed = self._run_single(sock, log_level, specs, inboxes, uvicorn_options, supervisor_metrics)
             else:
                 failed = self._run_multi(
-                    host, port, log_level, specs, inboxes, num_api_servers, uvicorn_options, supervisor_metrics
+                    sock, log_level, specs, inboxes, num_api_servers, uvicorn_options, supervisor_metrics
                 )
         finally:
+            sock.close()
             supervisor_metrics.close()
             endpoints.cleanup()
             if logger_process is not None:
@@ -306,15 +319,18 @@ class LitServer:
             app = cls(app, **kwargs)
         return app
 
-    def _uvicorn_config(self, host: str, port: int, log_level: str, uvicorn_options: Dict[str, Any]) -> Any:
+    def _uvicorn_config(self, sock: Any, log_level: str, uvicorn_options: Dict[str, Any]) -> Any:
         import uvicorn
 
+        host, port = sock.getsockname()[:2]
         # uvicorn's own limit is a last resort: at shutdown_timeout, held requests are answered with 503.
         grace = self.shutdown_timeout + _SHUTDOWN_MARGIN_S
         options = {"loop": "auto", "http": "auto", "access_log": False, "timeout_graceful_shutdown": grace}
         options.update(uvicorn_options)
         # uvicorn has no deadline for a request still arriving: slow or stalled clients are closed by ours.
         options["http"] = guarded_protocol(options["http"], self.request_header_timeout, self.request_body_timeout)
+        if self._pretty_logs:
+            options.setdefault("log_config", pretty_uvicorn_log_config())
         config = uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
         auth.keep_out_of_logs(auth.api_key_from_env())  # uvicorn's log handlers exist from here on
         return config
@@ -340,9 +356,9 @@ class LitServer:
                 logger.warning("shutdown_timeout passed: answered %d request(s) still running with 503", count)
 
     def _run_single(
-        self, host: str, port: int, log_level: str, specs: list, inboxes: list, opts: dict, metrics: ProcessMetrics
+        self, sock: Any, log_level: str, specs: list, inboxes: list, opts: dict, metrics: ProcessMetrics
     ) -> bool:
-        server = self._http_server(self._uvicorn_config(host, port, log_level, opts))
+        server = self._http_server(self._uvicorn_config(sock, log_level, opts))
 
         def stop_server(reason: str) -> None:
             server.should_exit = True
@@ -354,16 +370,16 @@ class LitServer:
         if self._observer is not None:
             self._observer.api_server = 0
         supervisor.start()
+        lifecycle.announce_when_ready(supervisor, len(specs), self._started_at)
         try:
-            server.run()
+            server.run(sockets=[sock])
         finally:
             supervisor.stop()
         return supervisor.fatal_error is not None
 
     def _run_multi(
         self,
-        host: str,
-        port: int,
+        sock: Any,
         log_level: str,
         specs: list,
         inboxes: list,
@@ -371,8 +387,7 @@ class LitServer:
         opts: dict,
         metrics: ProcessMetrics,
     ) -> bool:
-        config = self._uvicorn_config(host, port, log_level, opts)
-        sock = config.bind_socket()
+        config = self._uvicorn_config(sock, log_level, opts)
         # Fork before this process starts any thread or socket, so each API server inherits the app as built.
         context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
         api_processes = []
@@ -391,6 +406,7 @@ class LitServer:
             specs, inboxes, on_fatal=fatal.append, restart_workers=self.restart_workers, metrics=metrics
         )
         supervisor.start()
+        lifecycle.announce_when_ready(supervisor, len(specs), self._started_at)
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         wakeup_r, wakeup_w = os.pipe()
 
@@ -406,7 +422,10 @@ class LitServer:
                 ready = wait([wakeup_r, *(p.sentinel for p in api_processes)], timeout=0.5)
                 if wakeup_r in ready:
                     break
-                if any(not p.is_alive() for p in api_processes):
+                exited = [p for p in api_processes if not p.is_alive()]
+                if exited and all(p.exitcode == 0 for p in exited):
+                    break  # it drained after a signal sent to the whole process group: so do we
+                if exited:
                     logger.error("an API server process exited; stopping the server")
                     fatal.append("API server exited")
                     break
@@ -466,6 +485,7 @@ class LitServer:
                             api_inboxes=inboxes,
                             log_level=log_level,
                             metrics_dir=metrics_dir,
+                            pretty_logs=self._pretty_logs,
                             callbacks=self._callbacks,
                             log_queue=log_queue,
                         )
@@ -496,20 +516,24 @@ class LitServer:
             },
         }
 
-    def _log_banner(self, host: str, port: int, specs: List[WorkerSpec], num_api_servers: int) -> None:
-        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    def _log_banner(self, sock: Any, specs: List[WorkerSpec], num_api_servers: int) -> None:
+        """Logged once the socket listens: every line is true when it is read."""
+        url = lifecycle.address(sock)
+        logger.info("litserve: listening on %s%s", url, lifecycle.where_to_connect(sock))
         for api_index, (api, opts) in enumerate(zip(self.lit_apis, self.api_options)):
             devices = [spec.device for spec in specs if spec.api_index == api_index]
             logger.info(
-                "litserve: %s at http://%s:%d%s on %d worker(s) [%s]",
+                "litserve: %s at %s on %d worker(s) [%s]",
                 type(api).__name__,
-                shown_host,
-                port,
                 opts.api_path,
                 len(devices),
                 ", ".join(devices),
             )
-        logger.info("litserve: %d API server process(es); health at %s", num_api_servers, self.healthcheck_path)
+        logger.info(
+            "litserve: %d API server process(es); health at %s; starting workers (Press CTRL+C to quit)",
+            num_api_servers,
+            self.healthcheck_path,
+        )
 
 
 def _check_hooks(api: LitAPI, opts: ApiOptions) -> None:
@@ -585,11 +609,9 @@ def _check_port(port: Union[int, str]) -> int:
     return value
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, pretty: bool = False) -> None:
     logger = logging.getLogger("litserve")
     if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-        logger.addHandler(handler)
+        logger.addHandler(pretty_handler() if pretty else plain_handler())
         logger.propagate = False
     logger.setLevel(level.upper())

@@ -212,6 +212,9 @@ class Supervisor:
 def _worker_main(spec: WorkerSpec, ready: Any, parent_pid: int) -> None:
     """Entry point of a worker process: dies with the main process, then runs the worker."""
     _die_with_parent(parent_pid)
+    # Out of the server's process group: a SIGTERM or Ctrl-C sent to the whole group (timeout, systemd,
+    # a terminal) reaches only the main process, which drains the requests and then stops the workers.
+    os.setpgrp()
     run_worker(spec, ready)
 
 

@@ -78,12 +78,13 @@ class WorkerLoop:
         raise NotImplementedError
 
     def decode(self, item: WorkItem, context: dict) -> Any:
+        payload = None
         try:
             payload = self.protocol.parse(item)
             self.protocol.prepare_context(payload, context)
             return self.runner.decode(payload, context)
         except Exception as exc:
-            raise HookFailedError("decode_request", exc) from None
+            raise HookFailedError("decode_request", self.protocol.client_error(exc, payload) or exc) from None
 
     def decode_each(self, items: List[WorkItem]) -> tuple:
         """Decode every request; a failing one is answered at once and left out of the batch."""

@@ -11,6 +11,7 @@ from typing import Any, List, Optional
 
 from litserve.api import LitAPI, request_annotation
 from litserve.callbacks import EventTypes
+from litserve.log_format import plain_handler, pretty_handler
 from litserve.loggers import LogSink
 from litserve.metrics import WorkerMetrics
 from litserve.options import ApiOptions
@@ -39,6 +40,7 @@ class WorkerSpec:
     log_level: str = "info"
     metrics_dir: Optional[str] = None  # where the worker records queue waits and batch sizes
     incarnation: int = 0  # how many times this worker was restarted before this process
+    pretty_logs: bool = False  # write the log through rich, as the main process does
     callbacks: Any = None  # a CallbackRunner, or None when the server has no callbacks
     log_queue: Any = None  # where ``LitAPI.log`` sends entries for the loggers, or None without loggers
 
@@ -61,7 +63,7 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the main process stops us.
     signal.signal(signal.SIGTERM, _exit_quietly)
-    _configure_logging(spec.log_level)
+    _configure_logging(spec.log_level, spec.pretty_logs)
     parent = multiprocessing.parent_process()
     metrics = WorkerMetrics(spec.metrics_dir, spec.worker_id, spec.api_index) if spec.metrics_dir else None
     channel = WorkerChannel(spec.api_inboxes, parent.sentinel if parent else None, metrics)
@@ -94,13 +96,12 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
 
 
 def _exit_quietly(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the exit itself
     sys.exit(0)
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, pretty: bool = False) -> None:
     root = logging.getLogger("litserve")
     if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(levelname)s:     [litserve worker] %(message)s"))
-        root.addHandler(handler)
+        root.addHandler((pretty_handler if pretty else plain_handler)("[litserve worker] "))
     root.setLevel(level.upper())

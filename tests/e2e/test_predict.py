@@ -194,11 +194,14 @@ def test_generated_client_file_talks_to_the_server(tmp_path):
 
 
 def test_client_file_is_not_overwritten(tmp_path):
+    from litserve import LitServer
     from litserve.client_file import write_client_file
+    from tests.apps import SquareAPI
 
     existing = tmp_path / "client.py"
     existing.write_text("# mine\n")
-    write_client_file(8000, "/predict", path=str(existing))
+    server = LitServer(SquareAPI(), accelerator="cpu")
+    write_client_file(8000, server.lit_apis, server.api_options, path=str(existing))
     assert existing.read_text() == "# mine\n"
 
 
