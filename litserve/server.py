@@ -56,7 +56,8 @@ class LitServer:
         devices: ``"auto"``, a number of devices, or a list of device ids.
         workers_per_device: worker processes per device.
         timeout: seconds after arrival before a request gets 504; ``False`` or ``-1`` disables it.
-        max_batch_size, batch_timeout, stream, spec, api_path: defaults for APIs that do not set them.
+        max_batch_size, batch_timeout, stream, spec, api_path, loop: defaults for APIs that do not set them
+            (``loop=ContinuousBatchingLoop()`` serves ``add_request``/``step`` hooks; see ``litserve.loops``).
         healthcheck_path, info_path: paths of the readiness and info endpoints.
         model_metadata: anything JSON-serializable, shown at ``info_path``.
         max_payload_size: largest request body in bytes (or a string like ``"10MB"``); larger ones get 413.
@@ -113,7 +114,7 @@ class LitServer:
             validate_api_path(api_path, "api_path")
         if metrics_path is not None:
             validate_api_path(metrics_path, "metrics_path")
-        _check_unsupported(loop=loop, callbacks=callbacks, loggers=loggers)
+        _check_unsupported(callbacks=callbacks, loggers=loggers)
         _check_json_serializable(model_metadata)
         if not isinstance(restart_workers, bool):
             raise ValueError(f"restart_workers must be True or False, got {restart_workers!r}")
@@ -124,6 +125,7 @@ class LitServer:
             "stream": stream,
             "spec": spec,
             "api_path": api_path,
+            "loop": UNSET if loop == "auto" else loop,
         }
         self.lit_apis = lit_apis
         self.api_options: List[ApiOptions] = []
@@ -430,6 +432,11 @@ class LitServer:
 
 def _check_hooks(api: LitAPI, opts: ApiOptions) -> None:
     name = type(api).__name__
+    if opts.loop != "auto":
+        missing = [hook for hook in ("add_request", "step") if not callable(getattr(api, hook, None))]
+        if missing:
+            raise ValueError(f"loop=ContinuousBatchingLoop() needs {name}.{missing[0]}; see litserve.loops")
+        return
     if type(api).predict is LitAPI.predict:
         raise ValueError(f"{name} must implement predict")
     if not opts.enable_async:
@@ -462,8 +469,6 @@ def _bind_spec(api: LitAPI, opts: ApiOptions) -> ApiOptions:
 
 def _check_unsupported(**given: Any) -> None:
     """LitServe options this server does not implement: fail loudly rather than ignore them."""
-    if given["loop"] != "auto":
-        raise ValueError(f"loop must be 'auto' (custom loops are not supported), got {given['loop']!r}")
     for name in ("callbacks", "loggers"):
         if given[name]:
             raise ValueError(f"{name} are not supported yet; remove the {name}= argument")
