@@ -102,21 +102,22 @@ def build_app(
         spec = opts.spec
         # A LitAPI's own ``authorize`` replaces the API-key check.
         authorize = getattr(lit_api, "authorize", None)
-        endpoint = PredictEndpoint(
-            route,
-            runtime,
-            timeout,
-            max_payload_size,
-            stream=spec.may_stream if spec is not None else opts.stream,
-            check_api_key=authorize is None,
-            error_body=_error_format(spec).error_body,
-        )
-        if process_state.metrics is not None:
-            endpoint = process_state.metrics.instrument(route, endpoint)
-        paths = [opts.api_path]
+        paths = list(spec.api_paths) if spec is not None else [opts.api_path]
         if spec is None and opts.stream and opts.api_path == "/predict":
             paths.append(STREAM_ALIAS_PATH)
         for path in paths:
+            endpoint = PredictEndpoint(
+                route,
+                runtime,
+                timeout,
+                max_payload_size,
+                stream=spec.may_stream if spec is not None else opts.stream,
+                check_api_key=authorize is None,
+                error_body=(spec.error_format_for(path) if spec is not None else PLAIN_ERRORS).error_body,
+                path=path,
+            )
+            if process_state.metrics is not None:
+                endpoint = process_state.metrics.instrument(route, endpoint)
             if authorize is not None:
                 _add_authorized_route(app, path, endpoint, authorize)
             else:
@@ -146,7 +147,8 @@ def build_app(
 
     if metrics_path is not None and process_state.metrics is not None:
         paths = [opts.api_path for opts in options]
-        serve_metrics = metrics_route(paths, process_state.metrics, runtime)
+        extra = [opts.spec.metric_families for opts in options if opts.spec is not None]
+        serve_metrics = metrics_route(paths, process_state.metrics, runtime, extra)
         app.add_route(metrics_path, serve_metrics, methods=["GET"], include_in_schema=False)
 
     @app.get(info_path, include_in_schema=False)
@@ -164,7 +166,7 @@ def _error_format(spec: Any) -> ErrorFormat:
 def _add_documented_route(app: FastAPI, path: str, lit_api: LitAPI, spec: Any) -> None:
     """Describe a fast route in the OpenAPI schema; requests never reach this FastAPI handler."""
     if spec is not None:
-        request_model, response_model = spec.request_model, None
+        request_model, response_model = spec.request_model_for(path), None
     else:
         request_model = _pydantic_model(request_annotation(lit_api))
         response_model = _pydantic_model(response_annotation(lit_api))

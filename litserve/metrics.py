@@ -185,6 +185,8 @@ class WorkerMetrics:
 
     def __init__(self, directory: str, worker_id: int, route: int) -> None:
         self.route = route
+        self.directory = directory
+        self.worker_id = worker_id
         self._metrics = ProcessMetrics(route + 1, directory).open(f"worker-{worker_id}")
 
     def started(self, items: List[WorkItem]) -> None:
@@ -251,8 +253,11 @@ def read_totals(directory: str, routes: int) -> List[float]:
     return totals
 
 
-def render(totals: Sequence[float], paths: Sequence[str], accept: Optional[str]) -> Tuple[bytes, str]:
-    """Prometheus exposition of ``totals`` (text format, or OpenMetrics if the scraper asks): (body, type)."""
+def render(
+    totals: Sequence[float], paths: Sequence[str], accept: Optional[str], extra: Sequence[Any] = ()
+) -> Tuple[bytes, str]:
+    """Prometheus exposition of ``totals`` and the ``extra`` metric families (text format, or OpenMetrics if
+    the scraper asks): (body, type)."""
     from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.exposition import choose_encoder
 
@@ -277,7 +282,7 @@ def render(totals: Sequence[float], paths: Sequence[str], accept: Optional[str])
         in_flight.add_metric([path], totals[base + LAYOUT.in_flight])
         depth.add_metric([path], totals[base + LAYOUT.queue_depth])
         restarts.add_metric([path], totals[base + LAYOUT.restarts])
-    families = [requests, duration.family, queue_wait.family, batch.family, in_flight, depth, restarts]
+    families = [requests, duration.family, queue_wait.family, batch.family, in_flight, depth, restarts, *extra]
 
     class _Collector:
         def collect(self) -> Iterable[Any]:
@@ -310,8 +315,13 @@ def _float_label(value: float) -> str:
     return repr(float(value))
 
 
-def metrics_route(paths: Sequence[str], metrics: ProcessMetrics, runtime: Any) -> Callable:
-    """The ``GET /metrics`` handler of one API process. Asks for the API key when the server has one."""
+def metrics_route(
+    paths: Sequence[str], metrics: ProcessMetrics, runtime: Any, extra: Sequence[Callable] = ()
+) -> Callable:
+    """The ``GET /metrics`` handler of one API process. Asks for the API key when the server has one.
+
+    ``extra``: functions of the metrics directory that return more metric families (an LLM API's).
+    """
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response
 
@@ -322,7 +332,8 @@ def metrics_route(paths: Sequence[str], metrics: ProcessMetrics, runtime: Any) -
         if runtime.dispatcher is not None:
             metrics.sample(runtime.dispatcher)
         totals = read_totals(metrics.directory, len(paths)) if metrics.directory else list(metrics.values)
-        body, content_type = render(totals, paths, request.headers.get("accept"))
+        families = [family for source in extra for family in source(metrics.directory)]
+        body, content_type = render(totals, paths, request.headers.get("accept"), families)
         return Response(body, media_type=content_type)
 
     return serve_metrics

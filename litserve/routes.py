@@ -58,8 +58,10 @@ class PredictEndpoint:
         stream: bool,
         check_api_key: bool = True,
         error_body: codec.ErrorBody = codec.detail_error_body,
+        path: str = "",
     ) -> None:
         self.route = route
+        self.path = path  # sent with each request: an API served on several paths tells them apart
         self.check_api_key = check_api_key
         self.error_body = error_body
         self.runtime = runtime
@@ -134,7 +136,7 @@ class PredictEndpoint:
             return
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        pending = dispatcher.submit(self.route, content_type, body, deadline, self.stream)
+        pending = dispatcher.submit(self.route, content_type, body, deadline, self.stream, self.path)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._expire, pending) if timeout is not None else None
         watcher = loop.create_task(_watch_disconnect(receive, dispatcher, pending))

@@ -493,7 +493,8 @@ def _check_batch_timeout_within_timeout(options: List[ApiOptions], timeout: Opti
 def _check_unique_paths(options: List[ApiOptions], server_paths: List[Tuple[str, str]]) -> None:
     """Every route needs a path of its own: ``server_paths`` are (path, the option that set it) pairs."""
     seen: Dict[str, str] = {}
-    for path, owner in [*server_paths, *((opts.api_path, "api_path") for opts in options)]:
+    api_paths = [path for opts in options for path in (opts.spec.api_paths if opts.spec else [opts.api_path])]
+    for path, owner in [*server_paths, *((path, "api_path") for path in api_paths)]:
         if path in seen:
             raise ValueError(f"{owner} {path!r} is used twice (also by {seen[path]})")
         seen[path] = owner

@@ -81,6 +81,9 @@ class ContinuousLoop(WorkerLoop):
         """The last bytes of a stream that fails after it started (plain streams just end)."""
         return b""
 
+    def observe(self) -> None:
+        """Called once per iteration, after admissions and cancellations (e.g. to refresh gauges)."""
+
     # --- the loop -------------------------------------------------------------------------------------
 
     def run(self) -> None:
@@ -89,6 +92,7 @@ class ContinuousLoop(WorkerLoop):
         while True:
             self.admit()
             self.drop_cancelled()
+            self.observe()
             if not self.has_active_requests():
                 prev_outputs = None
                 self.fail_orphans()
