@@ -8,6 +8,7 @@ import sys
 from typing import Callable, Dict, List, Optional
 
 from litserve import __version__
+from litserve.llm.cli import llm
 
 
 def run(script: str) -> None:
@@ -25,6 +26,7 @@ def run(script: str) -> None:
 # (positional parameters become positional arguments), its docstring the help text.
 COMMANDS: Dict[str, Callable[..., object]] = {
     "run": run,
+    "llm": llm,
 }
 
 
@@ -48,7 +50,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ["run"] and len(argv) > 1 and not argv[1].startswith("-"):
         run(argv[1])  # everything after the script belongs to the script, not to us
         return 0
-    config = parser.parse_args(argv)
+    config = parser.parse_args(_underscored_flags(argv))
     if not config.get("command"):
         parser.print_help()
         return 0
@@ -56,6 +58,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     kwargs = {key: value for key, value in config[name].items() if not key.startswith("__")}
     result = COMMANDS[name](**kwargs)
     return result if isinstance(result, int) else 0
+
+
+def _underscored_flags(argv: List[str]) -> List[str]:
+    """Accept ``--max-total-token-num`` as well as the ``--max_total_token_num`` the parser defines."""
+    normalized = []
+    for arg in argv:
+        if arg.startswith("--") and "-" in arg[2:].split("=", 1)[0]:
+            name, sep, value = arg[2:].partition("=")
+            arg = "--" + name.replace("-", "_") + sep + value
+        normalized.append(arg)
+    return normalized
 
 
 if __name__ == "__main__":
