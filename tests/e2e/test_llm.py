@@ -72,9 +72,9 @@ def greedy_ids(server, prompt: str, max_new_tokens: int) -> List[int]:
         return [event["token"]["id"] for event in stream_events(client, f"{server.url}/generate_stream", body)]
 
 
-def reference_greedy(model, tokenizer, prompt: str, max_new_tokens: int) -> tuple:
+def reference_greedy(model, tokenizer, prompt: str, max_new_tokens: int, device: str = "cpu") -> tuple:
     """transformers' own greedy tokens for ``prompt`` alone, and how many of them are free of near-ties."""
-    ids = torch.tensor([tokenizer.encode(prompt)])
+    ids = torch.tensor([tokenizer.encode(prompt)], device=device)
     tokens, trusted, past = [], None, None
     with torch.no_grad():
         for position in range(max_new_tokens):
@@ -86,7 +86,7 @@ def reference_greedy(model, tokenizer, prompt: str, max_new_tokens: int) -> tupl
             token = int(torch.argmax(logits))
             tokens.append(token)
             past = out.past_key_values
-            ids = torch.tensor([[token]])
+            ids = torch.tensor([[token]], device=device)
     return tokens, trusted if trusted is not None else max_new_tokens
 
 
