@@ -8,7 +8,8 @@ synthesised offline with a seed: ShareGPT-like log-normal lengths (prompts media
 and as Poisson arrivals. Metrics follow vLLM's benchmark definitions: TTFT = request sent to first token;
 TPOT = (latency - TTFT) / (output tokens - 1) per request; ITL = gaps between consecutive tokens, pooled; a
 non-streaming reply's TTFT is its latency. Figures are medians over rounds; the order of the systems rotates
-each round and only one server runs at a time.
+each round and only one server runs at a time. Servers run with ``--threads`` intra-op threads (default 1:
+on a shared 2-core machine a second spinning thread makes every matmul an order of magnitude slower).
 
     python benchmarks/llm.py --rounds 3 --out /tmp/llm.md                         # CPU, 48-request burst
     python benchmarks/llm.py --accelerator cuda --hidden-size 2048 --num-layers 16 \\
@@ -223,7 +224,7 @@ def report(medians: dict, args: argparse.Namespace, model: str) -> str:
         f"# LLM serving: continuous vs static batching ({now:%Y-%m-%d %H:%M} UTC)",
         "",
         f"- model: {model}; {args.requests} requests per workload; Poisson rate {args.poisson_rate}/s; "
-        f"{args.rounds} round(s), medians shown; accelerator {args.accelerator}",
+        f"{args.rounds} round(s), medians shown; accelerator {args.accelerator}; {args.threads} intra-op thread(s)",
         f"- machine: {machine}, {os.cpu_count()} CPUs; python {platform.python_version()}",
         f"- command: `python benchmarks/llm.py {' '.join(sys.argv[1:])}`",
         "",
@@ -267,10 +268,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-total-token-num", type=int, default=None)
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every server (OMP_NUM_THREADS)")
     parser.add_argument("--log-dir", default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every server
 
     from transformers import AutoTokenizer
 
