@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -108,6 +110,28 @@ def test_requests_beyond_capacity_wait_for_a_free_slot(serve, tmp_path):
         results = list(pool.map(generate, range(6)))
     assert all([item["i"] for item in items] == [0, 1, 2, 3] for items in results)
     assert max(item["running"] for items in results for item in items) <= 2  # itself plus at most one other
+
+
+def test_sigterm_lets_running_generations_finish(serve, tmp_path):
+    server = serve(API, api_kwargs={"gate_dir": str(tmp_path)})
+    with httpx.Client(timeout=30) as client:
+        with client.stream("POST", f"{server.url}/predict", json={"prefix": "d", "n": 4, "hold": "go"}) as response:
+            stream = response.iter_lines()
+            assert json.loads(next(stream))["item"]["i"] == 0
+            os.kill(server.process.pid, signal.SIGTERM)
+            wait_for(lambda: _health(server.url) != 200, timeout=10, message="readiness to go away")
+            (tmp_path / "go").touch()
+            rest = [json.loads(line)["item"]["i"] for line in stream if line]
+    assert rest == [1, 2, 3]
+    assert server.wait_exit(timeout=30) == 0
+    assert "Traceback" not in server.output()
+
+
+def _health(url: str) -> int:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code
+    except httpx.TransportError:
+        return 0
 
 
 def test_the_loop_needs_stream_and_the_hooks():
