@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from typing import Any, Optional
 
 from litserve.options import API_OPTION_DEFAULTS, UNSET
+
+_logger = logging.getLogger("litserve")
 
 
 class LitAPI:
@@ -26,6 +29,7 @@ class LitAPI:
         enable_async: allow ``async def`` hooks. Default False.
         loop: ``"auto"``, or ``ContinuousBatchingLoop()`` to serve ``add_request``/``step`` hooks (needs
             ``stream=True``). Default ``"auto"``.
+        mcp: ``litserve.mcp.MCP(...)`` makes this API an MCP tool at ``/mcp/``. Default None.
 
     Example::
 
@@ -52,6 +56,7 @@ class LitAPI:
         spec: Any = UNSET,
         enable_async: bool = UNSET,
         loop: Any = UNSET,
+        mcp: Any = None,
     ) -> None:
         given = {
             "max_batch_size": max_batch_size,
@@ -65,6 +70,7 @@ class LitAPI:
         self._explicit_options = {name: value for name, value in given.items() if value is not UNSET}
         for name, default in API_OPTION_DEFAULTS.items():
             setattr(self, name, self._explicit_options.get(name, default))
+        self.mcp = mcp
 
     # --- hooks -------------------------------------------------------------------------------------
 
@@ -106,6 +112,20 @@ class LitAPI:
     def health(self) -> bool:
         """Extra readiness check for ``/health``; return False to report 503."""
         return True
+
+    def log(self, key: str, value: Any) -> None:
+        """Hand ``(key, value)`` to every ``Logger`` given to the server, off the request path.
+
+        Call it from any hook in a worker; it never blocks (an entry the loggers cannot keep up with is
+        dropped and counted in ``/metrics``).
+        """
+        sink = getattr(self, "_log_sink", None)
+        if sink is None:
+            if not getattr(self, "_warned_no_logger", False):
+                self._warned_no_logger = True
+                _logger.warning("LitAPI.log(%r, ...) called, but the server has no loggers: pass loggers=", key)
+            return
+        sink.put(key, value)
 
     # --- helpers used by the engine --------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from litserve.api import LitAPI, request_annotation, response_annotation
 from litserve.codec import PLAIN_ERRORS, ErrorFormat
 from litserve.metrics import ProcessMetrics, metrics_route
 from litserve.options import ApiOptions
-from litserve.routes import PredictEndpoint, Runtime
+from litserve.request_callbacks import ObservedPredictEndpoint, RequestObserver
+from litserve.routes import JSON, PredictEndpoint, Runtime
 from litserve.transport.dispatcher import Dispatcher
 
 STREAM_ALIAS_PATH = "/stream-predict"
@@ -72,6 +73,8 @@ def build_app(
     info_path: str,
     info: Dict[str, Any],
     metrics_path: Optional[str] = None,
+    observer: Optional[RequestObserver] = None,
+    disable_openapi_url: bool = False,
 ) -> tuple:
     """Returns (FastAPI app, LitApp). Routes are registered on the FastAPI app so they appear in ``/docs``."""
 
@@ -83,46 +86,70 @@ def build_app(
             queue_limits=[max_queue_size] * len(options),
             batch_sizes=[opts.max_batch_size for opts in options],
             error_formats=[_error_format(opts.spec) for opts in options],
+            count_held=process_state.metrics.add_held if process_state.metrics is not None else None,
         )
         await dispatcher.start(process_state.listeners[process_state.api_server])
         runtime.dispatcher = dispatcher
         if process_state.metrics is not None:
-            process_state.metrics.open_api_process(process_state.api_server, dispatcher)
+            workers = sum(len(route) for route in process_state.route_workers)
+            process_state.metrics.open_api_process(process_state.api_server, workers)
         try:
-            yield
+            async with mcp_endpoint.running() if mcp_endpoint is not None else contextlib.nullcontext():
+                yield
         finally:
             if process_state.metrics is not None:
                 process_state.metrics.close()
             dispatcher.stop()
 
-    app = FastAPI(title="litserve", lifespan=lifespan)
+    app = FastAPI(title="litserve", lifespan=lifespan, openapi_url=None if disable_openapi_url else "/openapi.json")
     fast_routes: Dict[str, PredictEndpoint] = {}
+    # Only a server with request callbacks (or request tracking) pays for them.
+    endpoint_class = PredictEndpoint if observer is None else ObservedPredictEndpoint.observed_by(observer)
 
     for route, (lit_api, opts) in enumerate(zip(lit_apis, options)):
         spec = opts.spec
         # A LitAPI's own ``authorize`` replaces the API-key check.
         authorize = getattr(lit_api, "authorize", None)
-        paths = list(spec.api_paths) if spec is not None else [opts.api_path]
-        if spec is None and opts.stream and opts.api_path == "/predict":
-            paths.append(STREAM_ALIAS_PATH)
-        for path in paths:
-            endpoint = PredictEndpoint(
+        endpoint_options = {
+            "stream": spec.may_stream if spec is not None else opts.stream,
+            "check_api_key": authorize is None,
+        }
+
+        def make_endpoint(
+            path: str = "", route: int = route, options: dict = endpoint_options, content_type: str = JSON, spec=spec
+        ) -> Any:
+            error_format = spec.error_format_for(path) if spec is not None and path else _error_format(spec)
+            endpoint = endpoint_class(
                 route,
                 runtime,
                 timeout,
                 max_payload_size,
-                stream=spec.may_stream if spec is not None else opts.stream,
-                check_api_key=authorize is None,
-                error_body=(spec.error_format_for(path) if spec is not None else PLAIN_ERRORS).error_body,
+                json_content_type=content_type,
+                error_body=error_format.error_body,
                 path=path,
+                **options,
             )
             if process_state.metrics is not None:
                 endpoint = process_state.metrics.instrument(route, endpoint)
+            return endpoint
+
+        paths = list(spec.api_paths) if spec is not None else [opts.api_path]
+        if spec is None and opts.stream and opts.api_path == "/predict":
+            paths.append(STREAM_ALIAS_PATH)
+        for path in paths:
+            endpoint = make_endpoint(path)
             if authorize is not None:
                 _add_authorized_route(app, path, endpoint, authorize)
             else:
                 fast_routes[path] = endpoint
                 _add_documented_route(app, path, lit_api, spec)
+        for path, content_type in (spec.extra_routes if spec is not None else {}).items():
+            if path in fast_routes or any(getattr(r, "path", None) == path for r in app.routes):
+                continue  # several APIs with this spec: the first one serves the extra path
+            if authorize is not None:
+                _add_authorized_route(app, path, make_endpoint(path, content_type=content_type), authorize)
+            else:
+                fast_routes[path] = make_endpoint(path, content_type=content_type)
         if spec is not None:
             spec.add_routes(app, runtime, lit_apis)
 
@@ -155,7 +182,23 @@ def build_app(
     async def server_info() -> Response:
         return JSONResponse(info)
 
-    return app, LitApp(app, fast_routes)
+    mcp_endpoint = _mcp_endpoint(lit_apis, options, fast_routes)
+    lit_app = LitApp(app, fast_routes)
+    if mcp_endpoint is not None:
+        mcp_endpoint.app = lit_app  # tool calls go through the API's own route
+    return app, lit_app
+
+
+def _mcp_endpoint(lit_apis: List[LitAPI], options: List[ApiOptions], fast_routes: Dict[str, Any]) -> Any:
+    """The ``/mcp/`` endpoint when some API has ``mcp=MCP(...)``, else None."""
+    if all(getattr(api, "mcp", None) is None for api in lit_apis):
+        return None
+    from litserve.mcp import MCP_PATHS, McpEndpoint, collect_tools
+
+    endpoint = McpEndpoint(collect_tools(lit_apis, [opts.api_path for opts in options]))
+    for path in MCP_PATHS:
+        fast_routes[path] = endpoint
+    return endpoint
 
 
 def _error_format(spec: Any) -> ErrorFormat:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import inspect
 import runpy
 import sys
+import typing
 from typing import Callable, Dict, List, Optional
 
 from litserve import __version__
+from litserve.deploy.docker import dockerize
+from litserve.deploy.kubernetes import kubernetes
 from litserve.llm.cli import llm
 
 
@@ -26,6 +29,8 @@ def run(script: str) -> None:
 # (positional parameters become positional arguments), its docstring the help text.
 COMMANDS: Dict[str, Callable[..., object]] = {
     "run": run,
+    "dockerize": dockerize,
+    "kubernetes": kubernetes,
     "llm": llm,
 }
 
@@ -50,24 +55,43 @@ def main(argv: Optional[List[str]] = None) -> int:
     if argv[:1] == ["run"] and len(argv) > 1 and not argv[1].startswith("-"):
         run(argv[1])  # everything after the script belongs to the script, not to us
         return 0
-    config = parser.parse_args(_underscored_flags(argv))
+    if argv and argv[0] in COMMANDS:
+        argv = [argv[0], *_normalize_flags(COMMANDS[argv[0]], argv[1:])]
+    config = parser.parse_args(argv)
     if not config.get("command"):
         parser.print_help()
         return 0
     name = config.command
     kwargs = {key: value for key, value in config[name].items() if not key.startswith("__")}
-    result = COMMANDS[name](**kwargs)
+    try:
+        result = COMMANDS[name](**kwargs)
+    except (ValueError, FileNotFoundError) as exc:  # bad input: say what is wrong, no traceback
+        print(f"litserve {name}: error: {exc}", file=sys.stderr)
+        return 2
     return result if isinstance(result, int) else 0
 
 
-def _underscored_flags(argv: List[str]) -> List[str]:
-    """Accept ``--max-total-token-num`` as well as the ``--max_total_token_num`` the parser defines."""
-    normalized = []
-    for arg in argv:
-        if arg.startswith("--") and "-" in arg[2:].split("=", 1)[0]:
-            name, sep, value = arg[2:].partition("=")
-            arg = "--" + name.replace("-", "_") + sep + value
-        normalized.append(arg)
+_BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
+
+
+def _normalize_flags(function: Callable[..., object], args: List[str]) -> List[str]:
+    """Accept ``--min-replicas`` for ``--min_replicas``, and a bare ``--gpu`` for ``--gpu=true``."""
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:
+        hints = {}
+    booleans = {name for name, hint in hints.items() if hint is bool}
+    normalized: List[str] = []
+    for index, arg in enumerate(args):
+        if not arg.startswith("--") or arg == "--":
+            normalized.append(arg)
+            continue
+        flag, sep, value = arg.partition("=")
+        name = flag[2:].replace("-", "_")
+        following = args[index + 1] if index + 1 < len(args) else None
+        if name in booleans and not sep and (following is None or following.lower() not in _BOOL_WORDS):
+            sep, value = "=", "true"
+        normalized.append(f"--{name}{sep}{value}")
     return normalized
 
 

@@ -12,9 +12,17 @@ Exported (``path`` is the API's route):
 - ``litserve_request_duration_seconds{path}``: arrival to last byte sent, histogram.
 - ``litserve_queue_wait_seconds{path}``: from the API process handing a request to a worker until it starts.
 - ``litserve_batch_size{path}``: requests per batch given to ``predict``, histogram.
-- ``litserve_requests_in_flight{path}``: requests held by the API processes (queued or running).
-- ``litserve_queue_depth{path}``: requests waiting for a worker (what ``max_queue_size`` bounds).
+- ``litserve_requests_in_flight{path}``: requests accepted and not yet answered (waiting or running).
+- ``litserve_requests_running{path}``: requests the workers run at once (up to ``max_batch_size`` each).
+- ``litserve_queue_depth{path}``: requests waiting for a worker beyond those (what ``max_queue_size`` bounds).
+- ``litserve_workers{path}``: worker processes serving the API.
+- ``litserve_requests_in_flight_per_worker{path}``: in flight divided by workers, the autoscaling signal.
 - ``litserve_worker_restarts_total{path}``: workers restarted after they died.
+- ``litserve_logger_dropped_entries_total{path}``: ``LitAPI.log`` entries dropped because the loggers fell behind.
+
+The load gauges are exact with several API processes: each API process writes, on every change (not on a
+timer), how many requests it holds for each worker; ``/metrics`` adds these up per worker before splitting
+them into running and waiting, so a worker sent requests by two API processes is seen whole.
 """
 
 from __future__ import annotations
@@ -29,13 +37,11 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Seque
 from litserve.auth import MISSING_API_KEY_MESSAGE
 
 if TYPE_CHECKING:
-    from litserve.transport.dispatcher import Dispatcher
     from litserve.transport.worker_channel import WorkItem
 
 TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0)
 CLIENT_CLOSED = 499  # nginx's code for a client that left before the response started
-GAUGE_INTERVAL_S = 1.0
 
 _FIRST_STATUS = 100
 _STATUSES = 500  # 100..599
@@ -58,8 +64,8 @@ class Layout:
         self.queue_wait = take(len(TIME_BUCKETS) + 2)
         self.batch_size = take(len(BATCH_BUCKETS) + 2)
         self.in_flight = take(1)
-        self.queue_depth = take(1)
         self.restarts = take(1)
+        self.log_drops = take(1)
         self.block = offset
 
 
@@ -67,14 +73,17 @@ LAYOUT = Layout()
 
 
 class ProcessMetrics:
-    """The metrics one process records for ``routes`` routes; kept in memory until ``open`` maps a file."""
+    """The metrics one process records for ``routes`` routes; kept in memory until ``open`` maps a file.
+
+    After the routes' blocks, an API process's file holds one slot per worker: the requests it holds for it.
+    """
 
     def __init__(self, routes: int, directory: Optional[str] = None) -> None:
         self.routes = routes
         self.directory = directory
+        self.workers = 0
         self._values = memoryview(bytearray(routes * LAYOUT.block * _SLOT)).cast("d")
         self._mapped: Optional[Tuple[mmap.mmap, memoryview]] = None
-        self._timer: Any = None
 
     @property
     def values(self) -> memoryview:
@@ -84,7 +93,7 @@ class ProcessMetrics:
         """Back the values by ``<directory>/<name>.metrics``; a restarted process continues its file."""
         if self.directory is None:
             return self
-        size = self.routes * LAYOUT.block * _SLOT
+        size = len(self._values) * _SLOT
         fd = os.open(os.path.join(self.directory, f"{name}.metrics"), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if os.fstat(fd).st_size < size:
@@ -101,7 +110,6 @@ class ProcessMetrics:
         return self
 
     def close(self) -> None:
-        self.stop_sampling()
         if self._mapped is None:
             return
         mapped, view = self._mapped
@@ -141,47 +149,29 @@ class ProcessMetrics:
     def count_restart(self, route: int) -> None:
         self._values[route * LAYOUT.block + LAYOUT.restarts] += 1.0
 
-    def set_load(self, in_flight: Sequence[int], queued: Sequence[int]) -> None:
+    def count_log_drop(self, route: int) -> None:
+        self._values[route * LAYOUT.block + LAYOUT.log_drops] += 1.0
+
+    def add_held(self, route: int, worker_id: int, delta: float) -> None:
+        """An API process took on (+1) or let go of (-1) a request of ``route`` for worker ``worker_id``."""
         values = self._values
-        for route in range(self.routes):
-            base = route * LAYOUT.block
-            values[base + LAYOUT.in_flight] = in_flight[route]
-            values[base + LAYOUT.queue_depth] = queued[route]
+        values[route * LAYOUT.block + LAYOUT.in_flight] += delta
+        values[self.routes * LAYOUT.block + worker_id] += delta
 
-    # --- API processes -----------------------------------------------------------------------------
-
-    def open_api_process(self, api_server: int, dispatcher: Dispatcher) -> None:
-        """Called as an API process starts: map its file and keep its gauges fresh."""
+    def open_api_process(self, api_server: int, workers: int) -> None:
+        """Called as an API process starts: its counts go to its own file, with a slot for each worker."""
+        if self._mapped is None and workers > self.workers:
+            grown = memoryview(bytearray((self.routes * LAYOUT.block + workers) * _SLOT)).cast("d")
+            grown[: len(self._values)] = self._values
+            self._values, self.workers = grown, workers
         self.open(f"api-{api_server}")
-        self.start_sampling(dispatcher)
-
-    def sample(self, dispatcher: Dispatcher) -> None:
-        """Copy the dispatcher's in-flight and queued counts into the gauges."""
-        self.set_load(dispatcher.in_flight_by_route(), dispatcher.queued_by_route())
-
-    def start_sampling(self, dispatcher: Dispatcher) -> None:
-        """Refresh the gauges every second, so a scrape answered by another API process sees them."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-
-        def tick() -> None:
-            self.sample(dispatcher)
-            self._timer = loop.call_later(GAUGE_INTERVAL_S, tick)
-
-        tick()
-
-    def stop_sampling(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def instrument(self, route: int, endpoint: Callable) -> InstrumentedEndpoint:
         return InstrumentedEndpoint(endpoint, route, self)
 
 
 class WorkerMetrics:
-    """What a worker records: how long each request waited for it, and how many ran together."""
+    """What a worker records: how long each request waited for it, how many ran together, how many run now."""
 
     def __init__(self, directory: str, worker_id: int, route: int) -> None:
         self.route = route
@@ -191,6 +181,9 @@ class WorkerMetrics:
 
     def started(self, items: List[WorkItem]) -> None:
         self._metrics.count_started(self.route, [item.submitted for item in items], len(items))
+
+    def count_log_drop(self) -> None:
+        self._metrics.count_log_drop(self.route)
 
     def close(self) -> None:
         self._metrics.close()
@@ -232,11 +225,11 @@ class InstrumentedEndpoint:
 # --- reading and rendering -------------------------------------------------------------------------
 
 
-def read_totals(directory: str, routes: int) -> List[float]:
-    """The sum, slot by slot, of every process's file in ``directory``."""
+def read_totals(directory: str, routes: int, workers: int = 0) -> List[float]:
+    """The sum, slot by slot, of every process's file in ``directory`` (shorter files count as zeros)."""
     from array import array
 
-    totals = [0.0] * (routes * LAYOUT.block)
+    totals = [0.0] * (routes * LAYOUT.block + workers)
     for name in os.listdir(directory):
         if not name.endswith(".metrics"):
             continue
@@ -254,10 +247,18 @@ def read_totals(directory: str, routes: int) -> List[float]:
 
 
 def render(
-    totals: Sequence[float], paths: Sequence[str], accept: Optional[str], extra: Sequence[Any] = ()
+    totals: Sequence[float],
+    paths: Sequence[str],
+    accept: Optional[str],
+    workers: Optional[WorkerLayout] = None,
+    extra: Sequence[Any] = (),
 ) -> Tuple[bytes, str]:
     """Prometheus exposition of ``totals`` and the ``extra`` metric families (text format, or OpenMetrics if
-    the scraper asks): (body, type)."""
+    the scraper asks): (body, type).
+
+    ``workers``: which workers serve each route and how many requests each runs at once, when known; the
+    load gauges need it.
+    """
     from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily
     from prometheus_client.exposition import choose_encoder
 
@@ -266,10 +267,22 @@ def render(
     queue_wait = _HistogramFamily("litserve_queue_wait_seconds", "Time from hand-off to a worker until it started.")
     batch = _HistogramFamily("litserve_batch_size", "Requests in each batch given to predict.")
     in_flight = GaugeMetricFamily(
-        "litserve_requests_in_flight", "Requests held by the server, queued or running.", labels=["path"]
+        "litserve_requests_in_flight", "Requests accepted and not yet answered, waiting or running.", labels=["path"]
+    )
+    running = GaugeMetricFamily(
+        "litserve_requests_running", "Requests the workers run at once (up to max_batch_size each).", labels=["path"]
     )
     depth = GaugeMetricFamily("litserve_queue_depth", "Requests waiting for a worker.", labels=["path"])
+    worker_count = GaugeMetricFamily("litserve_workers", "Worker processes serving the API.", labels=["path"])
+    per_worker = GaugeMetricFamily(
+        "litserve_requests_in_flight_per_worker",
+        "Requests waiting or running per worker: the autoscaling signal.",
+        labels=["path"],
+    )
     restarts = CounterMetricFamily("litserve_worker_restarts", "Workers restarted after they died.", labels=["path"])
+    log_drops = CounterMetricFamily(
+        "litserve_logger_dropped_entries", "LitAPI.log entries dropped: the loggers fell behind.", labels=["path"]
+    )
     for route, path in enumerate(paths):
         base = route * LAYOUT.block
         for index in range(_STATUSES):
@@ -279,10 +292,22 @@ def render(
         duration.add(path, totals, base + LAYOUT.duration, TIME_BUCKETS)
         queue_wait.add(path, totals, base + LAYOUT.queue_wait, TIME_BUCKETS)
         batch.add(path, totals, base + LAYOUT.batch_size, BATCH_BUCKETS)
-        in_flight.add_metric([path], totals[base + LAYOUT.in_flight])
-        depth.add_metric([path], totals[base + LAYOUT.queue_depth])
+        held = totals[base + LAYOUT.in_flight]
+        in_flight.add_metric([path], held)
+        if workers is not None:
+            route_workers, batch_size = workers.route_workers[route], workers.batch_sizes[route]
+            per_worker_held = [totals[len(paths) * LAYOUT.block + w] for w in route_workers]
+            runs = sum(min(count, batch_size) for count in per_worker_held)
+            running.add_metric([path], runs)
+            depth.add_metric([path], held - runs)
+            worker_count.add_metric([path], len(route_workers))
+            per_worker.add_metric([path], held / max(1, len(route_workers)))
         restarts.add_metric([path], totals[base + LAYOUT.restarts])
-    families = [requests, duration.family, queue_wait.family, batch.family, in_flight, depth, restarts, *extra]
+        log_drops.add_metric([path], totals[base + LAYOUT.log_drops])
+    families = [requests, duration.family, queue_wait.family, batch.family, in_flight]
+    if workers is not None:
+        families += [running, depth, worker_count, per_worker]
+    families += [restarts, log_drops, *extra]
 
     class _Collector:
         def collect(self) -> Iterable[Any]:
@@ -292,6 +317,18 @@ def render(
     registry.register(_Collector())
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
+
+
+class WorkerLayout:
+    """Which workers serve each route, and how many requests each of them runs at once."""
+
+    def __init__(self, route_workers: Sequence[Sequence[int]], batch_sizes: Sequence[int]) -> None:
+        self.route_workers = route_workers
+        self.batch_sizes = batch_sizes
+
+    @property
+    def count(self) -> int:
+        return sum(len(workers) for workers in self.route_workers)
 
 
 class _HistogramFamily:
@@ -329,11 +366,16 @@ def metrics_route(
         authenticate = runtime.authenticate
         if authenticate is not None and not authenticate(request.scope["headers"]):
             return JSONResponse({"detail": MISSING_API_KEY_MESSAGE}, 401)
-        if runtime.dispatcher is not None:
-            metrics.sample(runtime.dispatcher)
-        totals = read_totals(metrics.directory, len(paths)) if metrics.directory else list(metrics.values)
+        dispatcher = runtime.dispatcher
+        workers = dispatcher.worker_layout() if dispatcher is not None else None
+        if workers is not None and len(workers.route_workers) != len(paths):
+            workers = None  # not started by LitServer.run: no workers to report on
+        if metrics.directory:
+            totals = read_totals(metrics.directory, len(paths), workers.count if workers is not None else 0)
+        else:
+            totals = list(metrics.values)
         families = [family for source in extra for family in source(metrics.directory)]
-        body, content_type = render(totals, paths, request.headers.get("accept"), families)
+        body, content_type = render(totals, paths, request.headers.get("accept"), workers, families)
         return Response(body, media_type=content_type)
 
     return serve_metrics

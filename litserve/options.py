@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, List, Optional, Union
 
 
 class _Unset:
@@ -107,6 +107,33 @@ def validate_loop(value: Any, stream: bool) -> None:
 def validate_workers_per_device(value: Any) -> None:
     if not _is_int(value) or value < 1:
         raise ValueError(f"workers_per_device must be an integer >= 1, got {value!r}")
+
+
+def resolve_workers_per_device(value: Any, api_paths: List[str]) -> List[int]:
+    """Workers per device for each API: one int for all, a list in API order, or a dict keyed by api_path."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(api_paths):
+            raise ValueError(
+                f"workers_per_device has {len(value)} entries for {len(api_paths)} APIs: give one per API, in order"
+            )
+        counts = list(value)
+    elif isinstance(value, dict):
+        unknown = sorted(set(value) - set(api_paths))
+        if unknown:
+            raise ValueError(
+                f"workers_per_device names {', '.join(map(repr, unknown))}, which no API serves "
+                f"(api_paths: {', '.join(api_paths)})"
+            )
+        missing = [path for path in api_paths if path not in value]
+        if missing:
+            raise ValueError(f"workers_per_device has no entry for api_path {', '.join(map(repr, missing))}")
+        counts = [value[path] for path in api_paths]
+    else:
+        counts = [value] * len(api_paths)
+    for count in counts:
+        if not _is_int(count) or count < 1:
+            raise ValueError(f"workers_per_device values must be integers >= 1, got {count!r}")
+    return [int(count) for count in counts]
 
 
 def validate_accelerator(value: Any) -> None:

@@ -58,9 +58,12 @@ class PredictEndpoint:
         stream: bool,
         check_api_key: bool = True,
         error_body: codec.ErrorBody = codec.detail_error_body,
+        json_content_type: str = JSON,
         path: str = "",
     ) -> None:
         self.route = route
+        # JSON bodies cross to the worker marked with this type (a spec's second API shape has its own).
+        self.json_content_type = json_content_type
         self.path = path  # sent with each request: an API served on several paths tells them apart
         self.check_api_key = check_api_key
         self.error_body = error_body
@@ -127,7 +130,7 @@ class PredictEndpoint:
         if not body:
             await send_reply(send, self.error(400, "Request body is empty: send a JSON document"))
             return
-        await self.serve(kind, body, receive, send)
+        await self.serve(self.json_content_type if kind == JSON else kind, body, receive, send)
 
     async def serve(self, content_type: str, body: bytes, receive: Receive, send: Send) -> None:
         dispatcher = self.runtime.dispatcher
@@ -176,22 +179,32 @@ class PredictEndpoint:
             pending.future.set_result((*self.error(504, "Request timed out"), True))
 
     async def _relay_stream(self, pending: Pending, status: int, headers: Any, data: bytes, send: Send) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": headers or codec.JSON_LINES_HEADERS})
-        # Items that arrived together go out in one write: a fast generator costs fewer syscalls and
-        # client wake-ups, and no item waits for one that has not arrived yet.
+        headers = headers or codec.JSON_LINES_HEADERS
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        # Server-sent events are split by their own blank lines, so items that arrived together go out in one
+        # write (fewer syscalls and client wake-ups). Other streams send one HTTP chunk per item: clients
+        # commonly read a chunk at a time and parse it as one item, as LitServe's own examples do.
+        coalesce = _is_event_stream(headers)
         stream = pending.stream
         parts = [data]
         chunks = stream.take_ready()
         first = True
         while True:
-            for status, _, data, done in chunks:
+            done = False
+            for status, _, data, finished in chunks:
                 if status is None:
                     return  # the client is gone
                 parts.append(data)
-                if done:
-                    await send({"type": "http.response.body", "body": b"".join(parts), "more_body": False})
-                    return
-            await send({"type": "http.response.body", "body": b"".join(parts), "more_body": True})
+                if finished:
+                    done = True
+                    break
+            bodies = [b"".join(parts)] if coalesce else [part for part in parts if part]
+            last = bodies.pop() if bodies else b""
+            for body in bodies:
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": last, "more_body": not done})
+            if done:
+                return
             if first:
                 first = False
                 # The first item is what a streaming client waits for. When busy processes outnumber the
@@ -200,6 +213,10 @@ class PredictEndpoint:
                 _yield_cpu()
             parts = []
             chunks = await stream.next_batch()
+
+
+def _is_event_stream(headers: Any) -> bool:
+    return any(name == b"content-type" and value.startswith(b"text/event-stream") for name, value in headers)
 
 
 # At most one step aside per interval: when many streams start at once, handing the loop's time slice away

@@ -12,11 +12,13 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from litserve import auth
+from litserve import admin, auth
 from litserve.api import LitAPI, is_async_hook, is_generator_hook
 from litserve.app import LIVENESS_PATH, ServerProcessState, build_app
+from litserve.callbacks import EventTypes, callback_runner
 from litserve.client_file import write_client_file
 from litserve.devices import resolve_accelerator, resolve_devices
+from litserve.loggers import LoggerProcess, check_loggers, mounts
 from litserve.metrics import ProcessMetrics
 from litserve.options import (
     DEFAULT_MAX_QUEUE_SIZE,
@@ -29,11 +31,12 @@ from litserve.options import (
     resolve_max_queue_size,
     resolve_shutdown_timeout,
     resolve_timeout,
+    resolve_workers_per_device,
     validate_accelerator,
     validate_api_path,
     validate_devices,
-    validate_workers_per_device,
 )
+from litserve.request_callbacks import RequestObserver
 from litserve.routes import Runtime
 from litserve.supervisor import Supervisor
 from litserve.transport.messages import Endpoints
@@ -54,7 +57,8 @@ class LitServer:
         lit_api: a LitAPI, or a list of them (each on its own ``api_path``).
         accelerator: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"gpu"`` or ``"mps"``.
         devices: ``"auto"``, a number of devices, or a list of device ids.
-        workers_per_device: worker processes per device.
+        workers_per_device: worker processes per device: an int for every API, a list (one per API, in
+            order) or a dict keyed by ``api_path``.
         timeout: seconds after arrival before a request gets 504; ``False`` or ``-1`` disables it.
         max_batch_size, batch_timeout, stream, spec, api_path, loop: defaults for APIs that do not set them
             (``loop=ContinuousBatchingLoop()`` serves ``add_request``/``step`` hooks; see ``litserve.loops``).
@@ -68,6 +72,13 @@ class LitServer:
         shutdown_timeout: seconds in-flight requests and streams get to finish after SIGTERM or Ctrl-C;
             those still running then get 503 (or their stream ends) and the server exits.
         metrics_path: path of the Prometheus metrics endpoint; ``None`` turns metrics off.
+        callbacks: a ``litserve.Callback`` or a list of them (see ``litserve.callbacks``).
+        loggers: a ``litserve.Logger`` or a list of them; ``LitAPI.log(key, value)`` reaches each one.
+        track_requests: count the requests being answered (``active_requests``, passed to ``on_request``).
+        enable_shutdown_api: ``POST shutdown_path`` with ``Authorization: Bearer $LIT_SHUTDOWN_API_KEY``
+            stops the server as SIGTERM does (the variable must be set).
+        shutdown_path: path of the shutdown API.
+        disable_openapi_url: remove ``/openapi.json`` and ``/docs``.
 
     Example::
 
@@ -80,7 +91,7 @@ class LitServer:
         lit_api: Union[LitAPI, Sequence[LitAPI]],
         accelerator: str = "auto",
         devices: Union[str, int, List[int]] = "auto",
-        workers_per_device: int = 1,
+        workers_per_device: Union[int, List[int], Dict[str, int]] = 1,
         timeout: Union[float, bool] = DEFAULT_TIMEOUT,
         max_batch_size: Optional[int] = None,
         batch_timeout: float = UNSET,
@@ -101,20 +112,26 @@ class LitServer:
         loggers: Any = None,
         fast_queue: bool = True,
         track_requests: bool = False,
+        enable_shutdown_api: bool = False,
+        shutdown_path: str = "/shutdown",
+        disable_openapi_url: bool = False,
     ) -> None:
         lit_apis = list(lit_api) if isinstance(lit_api, (list, tuple)) else [lit_api]
         if not lit_apis or not all(isinstance(api, LitAPI) for api in lit_apis):
             raise ValueError("lit_api must be a LitAPI instance or a non-empty list of them")
         validate_accelerator(accelerator)
         validate_devices(devices)
-        validate_workers_per_device(workers_per_device)
         validate_api_path(healthcheck_path, "healthcheck_path")
         validate_api_path(info_path, "info_path")
         if api_path is not None:
             validate_api_path(api_path, "api_path")
         if metrics_path is not None:
             validate_api_path(metrics_path, "metrics_path")
-        _check_unsupported(callbacks=callbacks, loggers=loggers)
+        self._callbacks = callback_runner(callbacks)
+        self._loggers = check_loggers(loggers)
+        self._shutdown_api_key = admin.shutdown_api_key() if enable_shutdown_api else None
+        if enable_shutdown_api:
+            validate_api_path(shutdown_path, "shutdown_path")
         _check_json_serializable(model_metadata)
         if not isinstance(restart_workers, bool):
             raise ValueError(f"restart_workers must be True or False, got {restart_workers!r}")
@@ -141,11 +158,15 @@ class LitServer:
         server_paths.append((LIVENESS_PATH, "the liveness check"))
         if metrics_path is not None:
             server_paths.append((metrics_path, "metrics_path"))
+        if enable_shutdown_api:
+            server_paths.append((shutdown_path, "shutdown_path"))
+        server_paths.extend((path, "a logger's mount") for path, _ in mounts(self._loggers))
         _check_unique_paths(self.api_options, server_paths)
 
         self.accelerator = resolve_accelerator(accelerator)
         self.devices = resolve_devices(self.accelerator, devices)
         self.workers_per_device = workers_per_device
+        self._workers_per_api = resolve_workers_per_device(workers_per_device, [o.api_path for o in self.api_options])
         self.timeout = resolve_timeout(timeout)
         _check_batch_timeout_within_timeout(self.api_options, self.timeout)
         self.max_payload_size = resolve_max_payload_size(max_payload_size)
@@ -157,9 +178,17 @@ class LitServer:
         self.shutdown_timeout = resolve_shutdown_timeout(shutdown_timeout)
         self.metrics_path = metrics_path
         self.middlewares = list(middlewares or [])
+        self.enable_shutdown_api = enable_shutdown_api
+        self.shutdown_path = shutdown_path
+        self.disable_openapi_url = disable_openapi_url
+        self.track_requests = track_requests
 
         self._runtime = Runtime()
         self._process_state = ServerProcessState()
+        self._main_pid = os.getpid()
+        self._observer = None
+        if self._callbacks is not None or track_requests:
+            self._observer = RequestObserver(self._callbacks, self, track_requests)
         if metrics_path is not None:
             self._process_state.metrics = ProcessMetrics(len(lit_apis))
         self.app, self._lit_app = build_app(
@@ -174,7 +203,17 @@ class LitServer:
             info_path=info_path,
             info=self._info(),
             metrics_path=metrics_path,
+            observer=self._observer,
+            disable_openapi_url=disable_openapi_url,
         )
+        if enable_shutdown_api:
+            admin.add_shutdown_route(self.app, shutdown_path, self._shutdown_api_key, lambda: self._main_pid)
+        admin.mount_apps(self.app, mounts(self._loggers))
+
+    @property
+    def active_requests(self) -> Optional[int]:
+        """Requests the server is answering, across its API processes; None unless ``track_requests=True``."""
+        return self._observer.active_requests if self._observer is not None else None
 
     # --- public ------------------------------------------------------------------------------------
 
@@ -207,11 +246,20 @@ class LitServer:
         if generate_client_file:
             write_client_file(port, self.api_options[0].api_path)
 
+        self._main_pid = os.getpid()
+        if self._observer is not None:
+            self._observer.share_counts(num_api_servers)
+        if self._callbacks is not None:
+            self._callbacks.trigger_event(EventTypes.ON_SERVER_START.value, litserver=self)
+        logger_process = LoggerProcess(self._loggers) if self._loggers else None
+        if logger_process is not None:
+            logger_process.start()
         endpoints = Endpoints.create()
         inboxes = [endpoints.api_inbox(i) for i in range(num_api_servers)]
         self._process_state.listeners = endpoints.listen(num_api_servers)
         metrics_dir = self._metrics_dir(endpoints)
-        specs = self._worker_specs(endpoints, inboxes, log_level, metrics_dir)
+        log_queue = logger_process.queue if logger_process is not None else None
+        specs = self._worker_specs(endpoints, inboxes, log_level, metrics_dir, log_queue)
         self._process_state.route_workers = [
             [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
         ]
@@ -227,6 +275,10 @@ class LitServer:
         finally:
             supervisor_metrics.close()
             endpoints.cleanup()
+            if logger_process is not None:
+                logger_process.stop()
+            if self._callbacks is not None:
+                self._callbacks.trigger_event(EventTypes.ON_SERVER_END.value, litserver=self)
         if failed:
             sys.exit(1)
 
@@ -280,6 +332,8 @@ class LitServer:
             specs, inboxes, on_fatal=stop_server, restart_workers=self.restart_workers, metrics=metrics
         )
         self._process_state.api_server = 0
+        if self._observer is not None:
+            self._observer.api_server = 0
         supervisor.start()
         try:
             server.run()
@@ -355,6 +409,8 @@ class LitServer:
 
     def _serve_api_process(self, index: int, config: Any, sock: Any, parent_pid: int) -> None:
         self._process_state.api_server = index
+        if self._observer is not None:
+            self._observer.api_server = index
         for other, listener in enumerate(self._process_state.listeners):
             if other != index:
                 listener.close()
@@ -369,12 +425,17 @@ class LitServer:
         return directory
 
     def _worker_specs(
-        self, endpoints: Endpoints, inboxes: List[str], log_level: str, metrics_dir: Optional[str]
+        self,
+        endpoints: Endpoints,
+        inboxes: List[str],
+        log_level: str,
+        metrics_dir: Optional[str],
+        log_queue: Any = None,
     ) -> List[WorkerSpec]:
         specs = []
         for api_index, (lit_api, opts) in enumerate(zip(self.lit_apis, self.api_options)):
             for device in self.devices:
-                for _ in range(self.workers_per_device):
+                for _ in range(self._workers_per_api[api_index]):
                     worker_id = len(specs)
                     specs.append(
                         WorkerSpec(
@@ -386,6 +447,8 @@ class LitServer:
                             api_inboxes=inboxes,
                             log_level=log_level,
                             metrics_dir=metrics_dir,
+                            callbacks=self._callbacks,
+                            log_queue=log_queue,
                         )
                     )
         return specs
@@ -465,13 +528,6 @@ def _bind_spec(api: LitAPI, opts: ApiOptions) -> ApiOptions:
     spec = copy.copy(opts.spec)
     spec.setup(api)
     return dataclasses.replace(opts, spec=spec, api_path=spec.api_path)
-
-
-def _check_unsupported(**given: Any) -> None:
-    """LitServe options this server does not implement: fail loudly rather than ignore them."""
-    for name in ("callbacks", "loggers"):
-        if given[name]:
-            raise ValueError(f"{name} are not supported yet; remove the {name}= argument")
 
 
 def _check_json_serializable(model_metadata: Any) -> None:

@@ -28,7 +28,7 @@ from litserve.specs.openai_types import (
     make_chat_completion_id,
 )
 from litserve.transport.worker_channel import WorkItem
-from litserve.workers.loops import HookFailedError, WorkerLoop, close_generator
+from litserve.workers.loops import HookFailedError, WorkerLoop, close_generator, has_async_hooks
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -112,6 +112,30 @@ class ChatReply:
 
     def add(self, choice_index: int, item: Any) -> Optional[bytes]:
         """Record one item; returns the event to send now when streaming."""
+        recorded = self.record(choice_index, item)
+        if recorded is None or not self.streaming:
+            return None
+        content, tool_calls = recorded
+        state = self.choices[choice_index]
+        delta: Dict[str, Any] = {}
+        if not state.role_sent:
+            delta["role"] = "assistant"
+            state.role_sent = True
+        if content or (content is not None and tool_calls):
+            delta["content"] = content  # "" beside tool calls stays "", as OpenAI and LitServe send it
+        if tool_calls:
+            first = len(state.tool_calls)
+            delta["tool_calls"] = [{"index": first + i, **call} for i, call in enumerate(tool_calls)]
+            state.tool_calls.extend(tool_calls)
+        if not delta:
+            return None
+        return self.chunk([{"index": choice_index, "delta": delta, "finish_reason": None}])
+
+    #: Keep content and tool calls while streaming too (replies that repeat them at the end).
+    keeps_items = False
+
+    def record(self, choice_index: int, item: Any) -> Optional[tuple]:
+        """Count one item's usage and keep what it says; returns its (content, tool_calls), None for no item."""
         message = normalize_item(item)
         if message is None:
             return None
@@ -125,24 +149,11 @@ class ChatReply:
             state.finish_reason = message["finish_reason"]
         content = message.get("content")
         tool_calls = message.get("tool_calls") or []
-        if not self.streaming:
-            if content:
+        if not self.streaming or self.keeps_items:
+            if content is not None:
                 state.content.append(content)
             state.tool_calls.extend(tool_calls)
-            return None
-        delta: Dict[str, Any] = {}
-        if not state.role_sent:
-            delta["role"] = "assistant"
-            state.role_sent = True
-        if content:
-            delta["content"] = content
-        if tool_calls:
-            first = len(state.tool_calls)
-            delta["tool_calls"] = [{"index": first + i, **call} for i, call in enumerate(tool_calls)]
-            state.tool_calls.extend(tool_calls)
-        if not delta:
-            return None
-        return self.chunk([{"index": choice_index, "delta": delta, "finish_reason": None}])
+        return content, tool_calls
 
     def finish_reason(self, state: _ChoiceState) -> str:
         if state.finish_reason:
@@ -265,11 +276,10 @@ class ChatLoop(WorkerLoop):
         units = []
         for item in items:
             try:
-                request = codec.decode_payload(item.content_type, item.body, ChatCompletionRequest)
+                request, reply = self.parse(item)
             except Exception as exc:
                 self.channel.send_one(item, *codec.exception_reply(exc, "decode_request", self.error_body), True)
                 continue
-            reply = ChatReply(item, request, self.spec.model_name)
             for choice in range(request.n):
                 context = self.spec.request_context(request)
                 try:
@@ -279,6 +289,17 @@ class ChatLoop(WorkerLoop):
                     break
                 units.append(_Unit(reply, choice, x, context))
         return units
+
+    def parse(self, item: WorkItem) -> tuple:
+        """The chat request an item carries, and the reply to build: a chat completion or a Responses reply."""
+        from litserve.specs.openai_responses import RESPONSES_CONTENT_TYPE, ResponsesReply, ResponsesRequest
+
+        if item.content_type == RESPONSES_CONTENT_TYPE:
+            original = codec.decode_payload("application/json", item.body, ResponsesRequest)
+            request = original.to_chat_request()
+            return request, ResponsesReply(item, request, self.spec.model_name, original)
+        request = codec.decode_payload(item.content_type, item.body, ChatCompletionRequest)
+        return request, ChatReply(item, request, self.spec.model_name)
 
     def run_units(self, units: List[_Unit], batched: bool) -> None:
         runner = self.runner
@@ -383,6 +404,13 @@ class OpenAISpec(LitSpec):
     request_model = ChatCompletionRequest
     may_stream = True
 
+    @property
+    def extra_routes(self) -> Dict[str, str]:
+        """``POST /v1/responses`` (OpenAI's Responses API) on the same workers as chat completions."""
+        from litserve.specs.openai_responses import RESPONSES_CONTENT_TYPE, RESPONSES_PATH
+
+        return {RESPONSES_PATH: RESPONSES_CONTENT_TYPE}
+
     def __init__(self, model_name: Optional[str] = None) -> None:
         super().__init__()
         self._model_name = model_name
@@ -410,10 +438,17 @@ class OpenAISpec(LitSpec):
         return sse_error_event(openai_error_body(status, detail))
 
     def make_loop(self, runner: HookRunner, channel: WorkerChannel) -> WorkerLoop:
+        if runner.options.enable_async and has_async_hooks(runner.lit_api):
+            from litserve.specs.openai_async import AsyncChatLoop
+
+            return AsyncChatLoop(runner, channel, self)
         return ChatLoop(runner, channel, self)
 
     def add_routes(self, app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) -> None:
+        from litserve.specs.openai_responses import document_route
+
         add_models_routes(app, runtime, lit_apis)
+        document_route(app)
 
 
 def add_models_routes(app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) -> None:

@@ -118,6 +118,18 @@ class OpenAIEmbeddingSpec(LitSpec):
     def model_name(self) -> str:
         return self._model_name or super().model_name
 
+    def setup(self, lit_api: LitAPI) -> None:
+        """Refuse generator hooks at start-up: an embedding is one answer, never a stream."""
+        from litserve.api import is_generator_hook
+
+        for hook in ("predict", "encode_response"):
+            if is_generator_hook(getattr(lit_api, hook)):
+                raise ValueError(
+                    f"{type(lit_api).__name__}.{hook} yields, but OpenAIEmbeddingSpec does not stream: "
+                    "embeddings are one answer per request. Use return instead of yield."
+                )
+        super().setup(lit_api)
+
     def decode_request(self, request: EmbeddingRequest, context: Optional[dict] = None) -> List[Any]:
         """Default: the inputs as a list (one string or token list per embedding)."""
         return request.ensure_list()

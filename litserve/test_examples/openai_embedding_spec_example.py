@@ -1,37 +1,73 @@
-"""Embedding API for OpenAIEmbeddingSpec smoke tests."""
+"""Embedding LitAPIs for ``OpenAIEmbeddingSpec`` smoke tests, answering as LitServe's own ``test_examples`` do.
+
+Each returns random 768-dimensional vectors; the variants exercise usage reporting and the errors a
+mis-written embedding API gets (generators, a non-dict response, a missing ``embeddings`` key).
+"""
 
 from __future__ import annotations
 
-import hashlib
-from typing import List
+from typing import Any, Iterator, List
+
+import numpy as np
 
 from litserve.api import LitAPI
 
-EMBEDDING_SIZE = 8
+EMBEDDING_SIZE = 768
 
 
 class TestEmbedAPI(LitAPI):
-    """A deterministic toy embedding: 8 floats from a hash of each input; usage counts words."""
+    """One random vector per input: a string gets one, a list of n inputs gets n."""
 
     __test__ = False  # not a pytest test class
 
     def setup(self, device: str) -> None:
-        self.model = _toy_embedding
+        self.model = None
 
-    def predict(self, inputs: List[str]) -> List[List[float]]:
-        return [self.model(text) for text in inputs]
+    def predict(self, x: Any) -> List[List[float]]:
+        count = len(x) if isinstance(x, list) else 1
+        return np.random.rand(count, EMBEDDING_SIZE).tolist()
 
-    def encode_response(self, vectors: List[List[float]], context: dict = None) -> dict:
-        tokens = context.get("token_count", 0) if context else 0
-        return {"embeddings": vectors, "prompt_tokens": tokens, "total_tokens": tokens}
-
-    def decode_request(self, request, context: dict = None) -> List[str]:
-        inputs = [str(item) for item in request.ensure_list()]
-        if context is not None:
-            context["token_count"] = sum(len(text.split()) for text in inputs)
-        return inputs
+    def encode_response(self, output: Any) -> dict:
+        return {"embeddings": output}
 
 
-def _toy_embedding(text: str) -> List[float]:
-    digest = hashlib.sha256(text.encode()).digest()
-    return [byte / 255.0 for byte in digest[:EMBEDDING_SIZE]]
+class TestEmbedBatchedAPI(TestEmbedAPI):
+    """Batched: ``predict`` gets one input list per request and returns one list of vectors per request."""
+
+    def predict(self, batch: list) -> List[List[List[float]]]:
+        return [np.random.rand(len(x), EMBEDDING_SIZE).tolist() for x in batch]
+
+
+class TestEmbedAPIWithUsage(TestEmbedAPI):
+    """Also reports usage: 10 prompt tokens, 10 in total."""
+
+    def encode_response(self, output: Any) -> dict:
+        return {"embeddings": output, "prompt_tokens": 10, "total_tokens": 10}
+
+
+class TestEmbedAPIWithYieldPredict(TestEmbedAPI):
+    """A mistake: ``predict`` yields (embeddings cannot stream), so the server refuses it."""
+
+    def predict(self, x: Any) -> Iterator[float]:
+        yield from np.random.rand(EMBEDDING_SIZE).tolist()
+
+
+class TestEmbedAPIWithYieldEncodeResponse(TestEmbedAPI):
+    """A mistake: ``encode_response`` yields (embeddings cannot stream), so the server refuses it."""
+
+    def encode_response(self, output: Any) -> Iterator[dict]:
+        yield {"embeddings": output}
+
+
+class TestEmbedAPIWithNonDictOutput(TestEmbedAPI):
+    """A mistake: ``encode_response`` returns the bare vectors instead of ``{"embeddings": ...}``."""
+
+    def encode_response(self, output: Any) -> Any:
+        return output
+
+
+class TestEmbedAPIWithMissingEmbeddings(TestEmbedAPI):
+    """A mistake: ``encode_response`` returns ``{"output": ...}`` without the ``embeddings`` key."""
+
+    def encode_response(self, output: Any) -> dict:
+        return {"output": output}

@@ -1,8 +1,8 @@
-"""Small LitAPIs that exercise each serving mode: plain, batched, streaming and torch."""
+"""Small LitAPIs that exercise each serving mode, answering as LitServe's own ``test_examples`` do."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List
+from typing import Any, Iterator
 
 from litserve.api import LitAPI
 
@@ -13,7 +13,7 @@ class SimpleLitAPI(LitAPI):
     def setup(self, device: str) -> None:
         self.model = lambda x: x**2
 
-    def decode_request(self, request: dict) -> Any:
+    def decode_request(self, request: Any) -> Any:
         return request["input"]
 
     def predict(self, x: Any) -> Any:
@@ -24,64 +24,66 @@ class SimpleLitAPI(LitAPI):
 
 
 class SimpleBatchedAPI(LitAPI):
-    """Like ``SimpleLitAPI``, batched with numpy: ``{"input": x}`` -> ``{"output": x**2}``."""
+    """``SimpleLitAPI`` on numpy arrays, so a batch squares in one call: ``{"input": 4}`` -> ``{"output": 16.0}``."""
 
     def setup(self, device: str) -> None:
         self.model = lambda x: x**2
 
-    def decode_request(self, request: dict) -> Any:
+    def decode_request(self, request: Any) -> Any:
         import numpy as np
 
-        return np.asarray(request["input"], dtype=np.float64)
+        return np.asarray(request["input"])
 
     def predict(self, x: Any) -> Any:
         return self.model(x)
+
+    def encode_response(self, output: Any) -> dict:
+        return {"output": output}
+
+
+class SimpleTorchAPI(LitAPI):
+    """A torch linear layer y = 2x + 1 on the worker's device: ``{"input": 4.0}`` -> ``{"output": 9.0}``."""
+
+    def setup(self, device: str) -> None:
+        import torch
+
+        layer = torch.nn.Linear(1, 1)
+        with torch.no_grad():
+            layer.weight.fill_(2.0)
+            layer.bias.fill_(1.0)
+        self.model = layer.to(device)
+
+    def decode_request(self, request: Any) -> Any:
+        import torch
+
+        return torch.tensor([request["input"]], device=self.device)
+
+    def predict(self, x: Any) -> Any:
+        return self.model(x.unsqueeze(0))  # the layer wants a batch dimension
 
     def encode_response(self, output: Any) -> dict:
         return {"output": float(output)}
 
 
 class SimpleStreamAPI(LitAPI):
-    """Streams ``{"output": "<prompt> i"}`` for i in 0..2, one JSON line each."""
+    """Streams ``{"output": "<i>: <input>"}`` for i in 0, 1, 2; serve it with ``stream=True``.
+
+    Example::
+
+        ls.LitServer(SimpleStreamAPI(), stream=True).run(port=8000)
+        # POST /predict {"input": "Hello"} -> {"output": "0: Hello"} {"output": "1: Hello"} {"output": "2: Hello"}
+    """
 
     def setup(self, device: str) -> None:
-        self.model = lambda prompt, i: f"{prompt} {i}"
+        self.model = lambda i, x: f"{i}: {x}"
 
-    def decode_request(self, request: dict) -> str:
-        return request["prompt"]
+    def decode_request(self, request: Any) -> Any:
+        return request["input"]
 
-    def predict(self, prompt: str) -> Iterator[str]:
+    def predict(self, x: Any) -> Iterator[str]:
         for i in range(3):
-            yield self.model(prompt, i)
+            yield self.model(i, x)
 
-    def encode_response(self, outputs: Iterator[str]) -> Iterator[dict]:
-        for output in outputs:
+    def encode_response(self, output_stream: Iterator[str]) -> Iterator[dict]:
+        for output in output_stream:
             yield {"output": output}
-
-
-class SimpleTorchAPI(LitAPI):
-    """A torch linear layer y = 2x + 1 on the worker's device: ``{"input": x}`` -> ``{"output": y}``."""
-
-    def setup(self, device: str) -> None:
-        import torch
-
-        self.torch = torch
-        self.device = device
-        model = torch.nn.Linear(1, 1)
-        with torch.no_grad():
-            model.weight.fill_(2.0)
-            model.bias.fill_(1.0)
-        self.model = model.to(device).eval()
-
-    def decode_request(self, request: dict) -> Any:
-        return self.torch.tensor([float(request["input"])], device=self.device)
-
-    def predict(self, x: Any) -> Any:
-        with self.torch.inference_mode():
-            return self.model(x.reshape(-1, 1)).reshape(x.shape)
-
-    def unbatch(self, output: Any) -> List[Any]:
-        return list(output)
-
-    def encode_response(self, output: Any) -> dict:
-        return {"output": float(output.reshape(-1)[0])}

@@ -13,9 +13,10 @@ import logging
 import socket
 import time
 from collections import deque
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from litserve.codec import PLAIN_ERRORS, ErrorFormat, error_reply
+from litserve.metrics import WorkerLayout
 from litserve.transport import messages
 
 logger = logging.getLogger("litserve")
@@ -113,6 +114,7 @@ class Dispatcher:
         queue_limits: Optional[Sequence[Optional[int]]] = None,
         batch_sizes: Optional[Sequence[int]] = None,
         error_formats: Optional[Sequence[ErrorFormat]] = None,
+        count_held: Optional[Callable[[int, int, float], None]] = None,
     ) -> None:
         self.api_server = api_server
         self._route_workers = route_workers
@@ -121,6 +123,8 @@ class Dispatcher:
         self._batch_sizes = list(batch_sizes) if batch_sizes is not None else [1] * routes
         # How each route shapes the errors the dispatcher answers itself (an OpenAI route: OpenAI's shape).
         self._error_formats = list(error_formats) if error_formats is not None else [PLAIN_ERRORS] * routes
+        # Told (route, worker, +1 / -1) on every change, so the /metrics gauges are exact at any instant.
+        self._count_held = count_held
         self._route_of = {w: route for route, workers in enumerate(route_workers) for w in workers}
         self._pending: Dict[int, Pending] = {}
         self._closed = False
@@ -213,6 +217,8 @@ class Dispatcher:
         route = self._route_of[worker_id]
         if held >= self._batch_sizes[route]:
             self._queued[route] += 1
+        if self._count_held is not None:
+            self._count_held(route, worker_id, 1.0)
 
     def _release(self, worker_id: int) -> None:
         held = self._outstanding[worker_id] - 1
@@ -220,6 +226,8 @@ class Dispatcher:
         route = self._route_of[worker_id]
         if held >= self._batch_sizes[route]:
             self._queued[route] -= 1
+        if self._count_held is not None:
+            self._count_held(route, worker_id, -1.0)
 
     def _pick_worker(self, route: int) -> int:
         workers = self._route_workers[route]
@@ -378,5 +386,9 @@ class Dispatcher:
         return [sum(self._outstanding[w] for w in workers) for workers in self._route_workers]
 
     def queued_by_route(self) -> List[int]:
-        """Requests of each route waiting for a worker."""
+        """Requests of each route that this API process holds beyond what its workers run at once."""
         return list(self._queued)
+
+    def worker_layout(self) -> WorkerLayout:
+        """Which workers serve each route and how many requests each runs at once (for ``/metrics``)."""
+        return WorkerLayout(self._route_workers, self._batch_sizes)

@@ -6,7 +6,7 @@ import select
 import socket
 import time
 from collections import deque
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from litserve.metrics import WorkerMetrics
 from litserve.transport import messages
@@ -87,6 +87,8 @@ class WorkerChannel:
         self.pending: deque = deque()
         self._cancelled: Dict[Tuple[int, int], float] = {}
         self._drained_at = 0.0  # when is_cancelled last read the connections
+        # Called with a request's key when its cancellation arrives (the async loop stops its task).
+        self.on_cancel: Optional[Callable[[Tuple[int, int]], None]] = None
 
     def open(self, worker_id: int, incarnation: int) -> None:
         """Connect to every API process and tell each that this worker is ready."""
@@ -151,6 +153,9 @@ class WorkerChannel:
             now = time.monotonic()
             for uid in uids:
                 self._cancelled[(api_server, uid)] = now
+            if self.on_cancel is not None:
+                for uid in uids:
+                    self.on_cancel((api_server, uid))
             if len(self._cancelled) > 10_000:
                 self._forget_old_cancellations(now)
 
@@ -184,6 +189,25 @@ class WorkerChannel:
             self._drained_at = now
             self.drain()
         return item.key in self._cancelled
+
+    def was_cancelled(self, key: Tuple[int, int]) -> bool:
+        """Whether a cancellation of request ``key`` has been read (without reading new messages)."""
+        return key in self._cancelled
+
+    def forget_cancellation(self, key: Tuple[int, int]) -> None:
+        """A cancelled request was stopped without a reply: nothing more to remember about it."""
+        self._cancelled.pop(key, None)
+
+    def readable_fds(self) -> List[int]:
+        """The file descriptors to watch for new messages: the open connections, then the parent's sentinel."""
+        fds = [connection.sock.fileno() for connection in self._connections if connection is not None]
+        if self._parent_sentinel is not None:
+            fds.append(self._parent_sentinel)
+        return fds
+
+    @property
+    def parent_sentinel(self) -> Optional[int]:
+        return self._parent_sentinel
 
     def _forget_old_cancellations(self, now: float) -> None:
         self._cancelled = {key: t for key, t in self._cancelled.items() if now - t < _CANCEL_MEMORY_S}

@@ -7,6 +7,7 @@ import time
 from typing import Any, List, Optional
 
 from litserve import codec
+from litserve.api import is_async_hook
 from litserve.transport.worker_channel import WorkerChannel, WorkItem
 from litserve.workers.hooks import HookRunner
 from litserve.workers.protocol import JsonProtocol
@@ -24,6 +25,17 @@ class HookFailedError(Exception):
 
     def reply(self, error_body: codec.ErrorBody) -> codec.Reply:
         return codec.exception_reply(self.error, self.hook, error_body)
+
+
+class StreamState:
+    """Progress of one streamed response."""
+
+    __slots__ = ("item", "started", "finished")
+
+    def __init__(self, item: WorkItem) -> None:
+        self.item = item
+        self.started = False
+        self.finished = False
 
 
 class WorkerLoop:
@@ -97,6 +109,35 @@ class WorkerLoop:
             raise HookFailedError("unbatch", error)
         return outputs
 
+    # --- streamed replies ------------------------------------------------------------------------------
+
+    def send_item(self, state: StreamState, output: Any) -> None:
+        try:
+            chunk = codec.encode_stream_item(output)
+        except Exception as exc:
+            raise HookFailedError("encode_response", exc) from None
+        headers = None
+        if not state.started:
+            headers = codec.stream_headers(output)
+            state.started = True
+        self.channel.send_one(state.item, 200, headers, chunk, False)
+
+    def fail(self, state: StreamState, failure: HookFailedError) -> None:
+        if state.finished:
+            return
+        state.finished = True
+        if state.started:
+            # The status line is already sent: log, and end the stream with an error marker.
+            codec.exception_reply(failure.error, failure.hook)
+            self.channel.send_one(state.item, 500, None, b"", True)
+        else:
+            self.channel.send_one(state.item, *failure.reply(self.error_body), True)
+
+    def finish(self, states: List[StreamState]) -> None:
+        done = [(state.item, 200, None, b"", True) for state in states if not state.finished]
+        if done:
+            self.channel.send(done)
+
 
 class SingleLoop(WorkerLoop):
     """One request at a time: decode -> predict -> encode."""
@@ -154,17 +195,6 @@ class BatchedLoop(WorkerLoop):
         self.channel.send(replies)
 
 
-class _StreamState:
-    """Progress of one streamed response."""
-
-    __slots__ = ("item", "started", "finished")
-
-    def __init__(self, item: WorkItem) -> None:
-        self.item = item
-        self.started = False
-        self.finished = False
-
-
 class StreamingLoop(WorkerLoop):
     """Generators: every item ``encode_response`` yields is sent as soon as it exists."""
 
@@ -177,7 +207,7 @@ class StreamingLoop(WorkerLoop):
 
     def stream_one(self, item: WorkItem) -> None:
         runner = self.runner
-        state = _StreamState(item)
+        state = StreamState(item)
         context: dict = {}
         encoded = None
         try:
@@ -205,7 +235,7 @@ class StreamingLoop(WorkerLoop):
         if not live:
             return
         runner = self.runner
-        states = [_StreamState(item) for item in live]
+        states = [StreamState(item) for item in live]
         encoded = None
         try:
             try:
@@ -232,32 +262,11 @@ class StreamingLoop(WorkerLoop):
             close_generator(encoded)
         self.finish(states)
 
-    def send_item(self, state: _StreamState, output: Any) -> None:
-        try:
-            chunk = codec.encode_stream_item(output)
-        except Exception as exc:
-            raise HookFailedError("encode_response", exc) from None
-        headers = None
-        if not state.started:
-            headers = codec.stream_headers(output)
-            state.started = True
-        self.channel.send_one(state.item, 200, headers, chunk, False)
 
-    def fail(self, state: _StreamState, failure: HookFailedError) -> None:
-        if state.finished:
-            return
-        state.finished = True
-        if state.started:
-            # The status line is already sent: log, and end the stream with an error marker.
-            codec.exception_reply(failure.error, failure.hook)
-            self.channel.send_one(state.item, 500, None, b"", True)
-        else:
-            self.channel.send_one(state.item, *failure.reply(self.error_body), True)
-
-    def finish(self, states: List[_StreamState]) -> None:
-        done = [(state.item, 200, None, b"", True) for state in states if not state.finished]
-        if done:
-            self.channel.send(done)
+def has_async_hooks(lit_api: Any) -> bool:
+    """Whether any per-request hook is ``async def`` (or an async generator)."""
+    hooks = ("decode_request", "batch", "predict", "unbatch", "encode_response")
+    return any(is_async_hook(getattr(lit_api, name)) for name in hooks)
 
 
 def close_generator(generator: Any) -> None:
@@ -275,6 +284,10 @@ def make_loop(runner: HookRunner, channel: WorkerChannel, protocol: JsonProtocol
     options = runner.options
     if options.loop != "auto":
         return options.loop.make_worker_loop(runner, channel, protocol)
+    if options.enable_async and has_async_hooks(runner.lit_api):
+        from litserve.workers.async_loops import AsyncLoop
+
+        return AsyncLoop(runner, channel, protocol)
     if options.stream:
         return StreamingLoop(runner, channel, protocol)
     if options.max_batch_size > 1:

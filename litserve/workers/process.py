@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from typing import Any, List, Optional
 
 from litserve.api import LitAPI, request_annotation
+from litserve.callbacks import EventTypes
+from litserve.loggers import LogSink
 from litserve.metrics import WorkerMetrics
 from litserve.options import ApiOptions
 from litserve.transport.worker_channel import ParentGoneError, WorkerChannel
-from litserve.workers.hooks import HookRunner
+from litserve.workers.callback_hooks import make_runner
 from litserve.workers.loops import make_loop
 from litserve.workers.protocol import JsonProtocol
 
@@ -36,6 +38,8 @@ class WorkerSpec:
     log_level: str = "info"
     metrics_dir: Optional[str] = None  # where the worker records queue waits and batch sizes
     incarnation: int = 0  # how many times this worker was restarted before this process
+    callbacks: Any = None  # a CallbackRunner, or None when the server has no callbacks
+    log_queue: Any = None  # where ``LitAPI.log`` sends entries for the loggers, or None without loggers
 
     @property
     def name(self) -> str:
@@ -60,13 +64,19 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     parent = multiprocessing.parent_process()
     metrics = WorkerMetrics(spec.metrics_dir, spec.worker_id, spec.api_index) if spec.metrics_dir else None
     channel = WorkerChannel(spec.api_inboxes, parent.sentinel if parent else None, metrics)
-    runner = HookRunner(spec.lit_api, spec.options)
+    runner = make_runner(spec.lit_api, spec.options, spec.callbacks)
+    spec.lit_api._log_sink = LogSink(spec.log_queue, metrics) if spec.log_queue is not None else None
+    if spec.callbacks:
+        spec.callbacks.trigger_event(EventTypes.BEFORE_SETUP.value, lit_api=spec.lit_api)
+    spec.lit_api.device = spec.device  # as in LitServe: hooks may read ``self.device``
     try:
         runner.resolve(spec.lit_api.setup(spec.device))
     except BaseException:
         logger.exception("setup failed in %s; the server will stop", spec.name)
         channel.close()
         sys.exit(EXIT_SETUP_FAILED)
+    if spec.callbacks:
+        spec.callbacks.trigger_event(EventTypes.AFTER_SETUP.value, lit_api=spec.lit_api)
     ready.set()
     channel.open(spec.worker_id, spec.incarnation)
     api_spec = spec.options.spec

@@ -24,12 +24,12 @@ def test_litserve_test_examples_serve(serve):
     plain = serve("litserve.test_examples:SimpleLitAPI")
     assert httpx.post(f"{plain.url}/predict", json={"input": 3}).json() == {"output": 9}
     batched = serve("litserve.test_examples:SimpleBatchedAPI", max_batch_size=4, batch_timeout=0.01)
-    assert httpx.post(f"{batched.url}/predict", json={"input": 3}).json() == {"output": 9.0}
-    torch_api = serve("litserve.test_examples:SimpleTorchAPI", max_batch_size=2, batch_timeout=0.01)
-    assert httpx.post(f"{torch_api.url}/predict", json={"input": 3}).json() == {"output": 7.0}
+    assert httpx.post(f"{batched.url}/predict", json={"input": 3}).json() == {"output": 9}
+    torch_api = serve("litserve.test_examples:SimpleTorchAPI")
+    assert httpx.post(f"{torch_api.url}/predict", json={"input": 3.0}).json() == {"output": 7.0}
     stream = serve("litserve.test_examples:SimpleStreamAPI", stream=True)
-    lines = httpx.post(f"{stream.url}/predict", json={"prompt": "hi"}).text.splitlines()
-    assert lines == ['{"output":"hi 0"}', '{"output":"hi 1"}', '{"output":"hi 2"}']
+    lines = httpx.post(f"{stream.url}/predict", json={"input": "hi"}).text.splitlines()
+    assert lines == ['{"output":"0: hi"}', '{"output":"1: hi"}', '{"output":"2: hi"}']
 
 
 def test_cli_version_and_run(serve_script, tmp_path):

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from litserve.test_examples.openai_spec_example import GENERATED_OUTPUT
+from tests.apps_specs import GENERATED_OUTPUT
 
 MESSAGES = [{"role": "user", "content": "Hello there"}]
 
@@ -65,7 +65,7 @@ def test_async_client_and_32_concurrent_streams(chat_server):
 
 
 def test_usage_is_reported_in_stream_when_asked(serve):
-    server = serve("litserve.test_examples.openai_spec_example:TestAPIWithUsage", spec={"__spec__": "openai"})
+    server = serve("tests.apps_specs:UsageChatAPI", spec={"__spec__": "openai"})
     stream = client_for(server).chat.completions.create(
         model="m", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
     )
@@ -88,7 +88,7 @@ def test_length_finish_reason_when_max_tokens_is_reached(serve):
 
 
 def test_tool_calls_plain_and_streamed(serve):
-    server = serve("litserve.test_examples.openai_spec_example:TestAPIWithToolCalls", spec={"__spec__": "openai"})
+    server = serve("tests.apps_specs:ToolCallChatAPI", spec={"__spec__": "openai"})
     tools = [
         {
             "type": "function",
@@ -242,7 +242,8 @@ def test_error_mid_stream_raises_in_the_sdk(serve):
     assert plain.status_code == 500 and plain.json()["error"]["type"] == "server_error"
 
 
-def test_sse_wire_format_line_by_line(chat_server):
+def test_sse_wire_format_line_by_line(serve):
+    chat_server = serve("tests.apps_specs:WordsChatAPI", spec={"__spec__": "openai"})
     body = {"model": "m", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
     with httpx.stream("POST", f"{chat_server.url}/v1/chat/completions", json=body) as response:
         assert response.status_code == 200

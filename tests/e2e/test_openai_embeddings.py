@@ -8,9 +8,9 @@ import httpx
 import openai
 import pytest
 
-from litserve.test_examples.openai_embedding_spec_example import EMBEDDING_SIZE, _toy_embedding
+from tests.apps_specs import TOY_EMBEDDING_SIZE, toy_embedding
 
-EMBED = "litserve.test_examples.openai_embedding_spec_example:TestEmbedAPI"
+EMBED = "tests.apps_specs:ToyEmbedAPI"
 SPEC = {"__spec__": "openai_embedding"}
 
 
@@ -23,7 +23,7 @@ def test_float_embeddings_for_a_list_of_strings(serve):
     result = client_for(server).embeddings.create(model="toy", input=["hello world", "bye"], encoding_format="float")
     assert result.object == "list" and result.model == "toy"
     assert [d.index for d in result.data] == [0, 1]
-    assert result.data[0].embedding == pytest.approx(_toy_embedding("hello world"))
+    assert result.data[0].embedding == pytest.approx(toy_embedding("hello world"))
     assert result.usage.prompt_tokens == 3 and result.usage.total_tokens == 3
 
 
@@ -31,7 +31,7 @@ def test_base64_embeddings_are_the_sdk_default_and_decode_to_the_same_vector(ser
     server = serve(EMBED, spec=SPEC)
     result = client_for(server).embeddings.create(model="toy", input="hello world")
     assert len(result.data) == 1
-    assert result.data[0].embedding == pytest.approx(_toy_embedding("hello world"), abs=1e-6)
+    assert result.data[0].embedding == pytest.approx(toy_embedding("hello world"), abs=1e-6)
     raw = httpx.post(f"{server.url}/v1/embeddings", json={"input": "hi", "encoding_format": "base64"}).json()
     assert isinstance(raw["data"][0]["embedding"], str)
 
@@ -60,8 +60,8 @@ def test_batching_across_concurrent_requests(serve):
 
     for pairs in asyncio.run(main()):
         for text, vector in pairs:
-            assert vector == pytest.approx(_toy_embedding(text)), "each request gets its own vectors back"
-            assert len(vector) == EMBEDDING_SIZE
+            assert vector == pytest.approx(toy_embedding(text)), "each request gets its own vectors back"
+            assert len(vector) == TOY_EMBEDDING_SIZE
 
 
 def test_bad_embedding_requests_raise_typed_errors(serve):

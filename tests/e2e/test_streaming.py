@@ -20,6 +20,17 @@ def test_dict_items_stream_as_json_lines(serve, path):
     assert lines == [{"output": i} for i in range(4)]
 
 
+def test_each_item_of_a_fast_stream_is_its_own_http_chunk(serve):
+    # Clients commonly read one chunk at a time and parse it as one item (LitServe's own examples do).
+    import requests
+
+    server = serve("tests.apps:StreamAPI", stream=True)
+    with requests.post(f"{server.url}/predict", json={"n": 2000}, stream=True, timeout=30) as response:
+        assert response.status_code == 200
+        items = [json.loads(chunk) for chunk in response.iter_content(chunk_size=4000) if chunk]
+    assert items == [{"output": i} for i in range(2000)]
+
+
 def test_string_items_stream_as_they_are(serve):
     server = serve("tests.apps:StreamAPI", api_kwargs={"as_text": True}, stream=True)
     response = httpx.post(f"{server.url}/predict", json={"n": 3})

@@ -1,0 +1,1 @@
+"""Deployment files generated from a user's ``server.py``: a container image and Kubernetes manifests."""

@@ -1,0 +1,311 @@
+"""The worker loop for ``enable_async=True``: every request (or batch) is a task on the worker's event loop.
+
+While one request awaits (a remote call, ``asyncio.sleep``, an async model client), the others run: decode,
+predict and encode of many requests overlap in one worker, for single, batched and streaming APIs. A
+request whose client left or that timed out has its task cancelled, so its hooks stop at their next
+``await``. Sync hooks of such an API simply run on the loop, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from typing import Any, AsyncIterator, Dict, List, Optional, Set, Tuple
+
+from litserve import codec
+from litserve.transport.worker_channel import ParentGoneError, WorkItem
+from litserve.workers.loops import HookFailedError, StreamState, WorkerLoop
+
+logger = logging.getLogger("litserve")
+
+# Requests (or batches) one worker runs at once; more wait in its queue until one finishes.
+MAX_CONCURRENT_TASKS = 1024
+
+
+class AsyncLoop(WorkerLoop):
+    """Starts a task per request (per batch when batching) as soon as it arrives."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.stream = self.runner.options.stream
+        self._tasks: Dict[Tuple[int, int], asyncio.Task] = {}
+        self._task_keys: Dict[asyncio.Task, List[Tuple[int, int]]] = {}
+        self._watched: Set[int] = set()
+        self._wakeup: Optional[asyncio.Event] = None
+        self._parent_gone = False
+
+    def run(self) -> None:
+        # The loop ``setup`` ran on, so what it created (clients, sessions) is usable in the hooks.
+        self.runner.event_loop().run_until_complete(self.main())
+
+    async def main(self) -> None:
+        self._wakeup = asyncio.Event()
+        self.channel.on_cancel = self._cancelled
+        self._watch()
+        self._arrived()  # requests read before the loop started
+        while True:
+            await self._wait_until(lambda: bool(self.channel.pending) and len(self._task_keys) < MAX_CONCURRENT_TASKS)
+            if self.max_batch_size > 1:
+                items = await self._collect_batch()
+                if items:
+                    self._start(items, self.work(items))
+            else:
+                for item in self.channel.take(MAX_CONCURRENT_TASKS - len(self._task_keys)):
+                    self._start([item], self.work([item]))
+
+    def work(self, items: List[WorkItem]) -> Any:
+        """The coroutine that serves ``items`` (one request, or one batch)."""
+        if self.max_batch_size > 1:
+            return self.stream_batch(items) if self.stream else self.serve_batch(items)
+        return self.stream_one(items[0]) if self.stream else self.serve_one(items[0])
+
+    # --- arrivals ----------------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        """Read new messages whenever a connection (or the parent's sentinel) becomes readable."""
+        loop = asyncio.get_running_loop()
+        current = set(self.channel.readable_fds())
+        for fd in self._watched - current:
+            loop.remove_reader(fd)  # a dropped connection
+        for fd in current - self._watched:
+            loop.add_reader(fd, self._readable, fd)
+        self._watched = current
+
+    def _readable(self, fd: int) -> None:
+        if fd == self.channel.parent_sentinel:
+            self._parent_gone = True
+        else:
+            self.channel.drain()
+            self._watch()
+        self._arrived()
+
+    def _arrived(self) -> None:
+        self._wakeup.set()
+
+    async def _wait_until(self, condition: Any, timeout: Optional[float] = None) -> bool:
+        """Wait for ``condition()`` to hold after arrivals or finished tasks; False if ``timeout`` passed."""
+        loop = asyncio.get_running_loop()
+        give_up_at = None if timeout is None else loop.time() + timeout
+        while True:
+            if self._parent_gone:
+                raise ParentGoneError()
+            if condition():
+                return True
+            self._wakeup.clear()
+            if give_up_at is None:
+                await self._wakeup.wait()
+                continue
+            remaining = give_up_at - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                return condition()
+
+    async def _collect_batch(self) -> List[WorkItem]:
+        items = self.channel.take(self.max_batch_size)
+        if not items or len(items) >= self.max_batch_size or self.batch_timeout <= 0:
+            return items
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + self.batch_timeout
+        while len(items) < self.max_batch_size:
+            remaining = give_up_at - loop.time()
+            if remaining <= 0 or not await self._wait_until(lambda: bool(self.channel.pending), remaining):
+                break
+            items.extend(self.channel.take(self.max_batch_size - len(items)))
+        return items
+
+    # --- tasks -------------------------------------------------------------------------------------
+
+    def _start(self, items: List[WorkItem], work: Any) -> None:
+        self.channel.mark_started(items)
+        task = asyncio.get_running_loop().create_task(self._guarded(work))
+        keys = [item.key for item in items]
+        self._task_keys[task] = keys
+        for key in keys:
+            self._tasks[key] = task
+        task.add_done_callback(self._finished)
+
+    async def _guarded(self, work: Any) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            pass  # its clients are gone (left or timed out): nobody waits for a reply
+        except ParentGoneError:
+            self._parent_gone = True
+            self._arrived()
+        except Exception:
+            logger.exception("unexpected error while serving a request")
+
+    def _finished(self, task: asyncio.Task) -> None:
+        for key in self._task_keys.pop(task, ()):
+            if self._tasks.get(key) is task:
+                del self._tasks[key]
+            if task.cancelled() or self.channel.was_cancelled(key):
+                self.channel.forget_cancellation(key)
+        self._arrived()  # room for another task
+
+    def _cancelled(self, key: Tuple[int, int]) -> None:
+        """A client left or timed out: stop its task, unless others in the same batch still wait."""
+        task = self._tasks.get(key)
+        if task is None or task.done():
+            return
+        if all(self.channel.was_cancelled(other) for other in self._task_keys.get(task, ())):
+            task.cancel()
+
+    # --- serving -----------------------------------------------------------------------------------
+
+    async def adecode(self, item: WorkItem, context: dict) -> Any:
+        try:
+            payload = self.protocol.parse(item)
+            self.protocol.prepare_context(payload, context)
+            return await self.runner.adecode(payload, context)
+        except Exception as exc:
+            raise HookFailedError("decode_request", exc) from None
+
+    async def serve_one(self, item: WorkItem) -> None:
+        context: dict = {}
+        runner = self.runner
+        try:
+            x = await self.adecode(item, context)
+            try:
+                y = await runner.apredict(x, context)
+            except Exception as exc:
+                raise HookFailedError("predict", exc) from None
+            try:
+                reply = self.protocol.reply(await runner.aencode(y, context), context)
+            except Exception as exc:
+                raise HookFailedError("encode_response", exc) from None
+        except HookFailedError as failure:
+            reply = failure.reply(self.error_body)
+        self.channel.send_one(item, *reply, True)
+
+    async def serve_batch(self, items: List[WorkItem]) -> None:
+        live, inputs, contexts = await self._decode_each(items)
+        if not live:
+            return
+        runner = self.runner
+        try:
+            try:
+                x = await runner.abatch(inputs)
+            except Exception as exc:
+                raise HookFailedError("batch", exc) from None
+            try:
+                y = await runner.apredict(x, contexts)
+            except Exception as exc:
+                raise HookFailedError("predict", exc) from None
+            outputs = await self.unbatch_outputs(y, len(live))
+        except HookFailedError as failure:
+            reply = failure.reply(self.error_body)
+            self.channel.send([(item, *reply, True) for item in live])
+            return
+        replies = []
+        for item, output, context in zip(live, outputs, contexts):
+            try:
+                reply = self.protocol.reply(await runner.aencode(output, context), context)
+            except Exception as exc:
+                reply = codec.exception_reply(exc, "encode_response", self.error_body)
+            replies.append((item, *reply, True))
+        self.channel.send(replies)
+
+    async def stream_one(self, item: WorkItem) -> None:
+        runner = self.runner
+        state = StreamState(item)
+        context: dict = {}
+        encoded = None
+        try:
+            x = await self.adecode(item, context)
+            try:
+                encoded = await runner.aencode(await runner.apredict(x, context), context)
+                async for output in iterate_async(encoded):
+                    if self.channel.was_cancelled(item.key):
+                        state.finished = True
+                        break
+                    self.send_item(state, output)
+            except HookFailedError:
+                raise
+            except Exception as exc:
+                raise HookFailedError("predict", exc) from None
+        except HookFailedError as failure:
+            self.fail(state, failure)
+        finally:
+            await close_async(encoded)
+        self.finish([state])
+
+    async def stream_batch(self, items: List[WorkItem]) -> None:
+        live, inputs, contexts = await self._decode_each(items)
+        if not live:
+            return
+        runner = self.runner
+        states = [StreamState(item) for item in live]
+        encoded = None
+        try:
+            try:
+                x = await runner.abatch(inputs)
+                encoded = await runner.aencode(await runner.apredict(x, contexts), contexts)
+                async for batch_output in iterate_async(encoded):
+                    outputs = await self.unbatch_outputs(batch_output, len(states))
+                    for state, output in zip(states, outputs):
+                        if not state.finished and self.channel.was_cancelled(state.item.key):
+                            state.finished = True
+                        if not state.finished:
+                            self.send_item(state, output)
+                    if all(state.finished for state in states):
+                        break
+            except HookFailedError:
+                raise
+            except Exception as exc:
+                raise HookFailedError("predict", exc) from None
+        except HookFailedError as failure:
+            for state in states:
+                self.fail(state, failure)
+        finally:
+            await close_async(encoded)
+        self.finish(states)
+
+    async def _decode_each(self, items: List[WorkItem]) -> tuple:
+        live, inputs, contexts = [], [], []
+        for item in items:
+            context: dict = {}
+            try:
+                inputs.append(await self.adecode(item, context))
+            except HookFailedError as failure:
+                self.channel.send_one(item, *failure.reply(self.error_body), True)
+                continue
+            live.append(item)
+            contexts.append(context)
+        return live, inputs, contexts
+
+    async def unbatch_outputs(self, output: Any, expected: int) -> list:
+        try:
+            outputs = await self.runner.aunbatch(output)
+        except Exception as exc:
+            raise HookFailedError("unbatch", exc) from None
+        if len(outputs) != expected:
+            error = RuntimeError(f"unbatch returned {len(outputs)} outputs for a batch of {expected} requests")
+            raise HookFailedError("unbatch", error)
+        return outputs
+
+
+async def iterate_async(result: Any) -> AsyncIterator[Any]:
+    """Iterate an async generator, or a sync iterable while letting other tasks run between its items."""
+    if inspect.isasyncgen(result) or hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+        return
+    for item in result:
+        yield item
+        await asyncio.sleep(0)
+
+
+async def close_async(generator: Any) -> None:
+    """Stop a user generator early so its ``finally`` blocks run."""
+    try:
+        if inspect.isasyncgen(generator):
+            await generator.aclose()
+        elif inspect.isgenerator(generator):
+            generator.close()
+    except Exception:
+        logger.debug("closing a response generator failed", exc_info=True)
