@@ -15,10 +15,17 @@ Traffic, per 100 requests (hello server unless noted):
 - 3 streams of 20 items read to the end, 1 stream of 100,000 items closed after its first chunk
   (stream server).
 
+With ``--duration`` (seconds instead of a request count), ``--hostile N`` (default 8) more clients attack
+the hello server at the same time, in turn: a head trickled a byte at a time (408 after the server's header
+timeout), a connection that sends nothing (408), a body that stops arriving (408 after the body timeout),
+a 1 MB header and 10,000 headers (431), a 256 KB body in 1-byte chunks (200), and a pathological multipart
+``Content-Type`` (400). Every answer is checked, and ``litserve_requests_total`` must show no 5xx at the end.
+
 Run from the repository root (about 1-2 minutes on 2 cores):
 
     python benchmarks/soak.py                 # 100,000 requests
     python benchmarks/soak.py --requests 20000 --connections 16
+    nice -n 10 python benchmarks/soak.py --duration 1800   # half an hour, RSS and FDs printed each minute
 
 Exit status 0 on PASS, 1 on FAIL. Only the standard library is needed (uvloop is used when installed).
 """
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import signal
@@ -37,7 +45,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -55,6 +63,38 @@ MIX = [
 ]
 PATTERN = [kind for kind, count in MIX for _ in range(count)]
 STREAM_ITEMS = 20
+_HOSTILE_BYTES: Dict[str, bytes] = {}
+
+
+def _hostile_bytes(kind: str) -> bytes:
+    """The large hostile requests, built once: building them each time would stall the client's event loop."""
+    if kind not in _HOSTILE_BYTES:
+        if kind == "big_header":
+            data = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 1_000_000 + b"\r\n\r\n"
+        elif kind == "many_headers":
+            headers = b"".join(b"X-%d: 1\r\n" % i for i in range(10_000))
+            data = b"GET /health HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n"
+        else:
+            body = b'{"input": 3, "padding": "' + b"x" * 256 * 1024 + b'"}'
+            chunks = b"".join(b"1\r\n" + body[i : i + 1] + b"\r\n" for i in range(len(body)))
+            data = (
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n"
+            )
+        _HOSTILE_BYTES[kind] = data
+    return _HOSTILE_BYTES[kind]
+
+
+# Hostile clients (``--hostile``) and the status each must get.
+HOSTILE = {
+    "slow_head": 408,
+    "silent": 408,
+    "stalled_body": 408,
+    "big_header": 431,
+    "many_headers": 431,
+    "tiny_chunks": 200,
+    "bad_multipart": 400,
+}
 LONG_STREAM_ITEMS = 100_000
 
 
@@ -103,13 +143,13 @@ def fd_count(pid: int) -> int:
 class Server:
     """A benchmark server script in its own session; ``usage()`` sums RSS and counts FDs over its processes."""
 
-    def __init__(self, name: str, script: str, log_dir: Path) -> None:
+    def __init__(self, name: str, script: str, log_dir: Path, args: Sequence[str] = ()) -> None:
         self.name = name
         self.port = free_port()
         self.log_path = log_dir / f"{name}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, str(HERE / "servers" / script), "--port", str(self.port)],
+                [sys.executable, str(HERE / "servers" / script), "--port", str(self.port), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -217,13 +257,26 @@ class Client:
         self.outcomes: Counter = Counter()
         self.problems: List[str] = []
 
-    async def run(self, total: int, connections: int, offset: int = 0) -> None:
-        counter = iter(range(offset, offset + total))
-        await asyncio.gather(*(self._worker(counter) for _ in range(connections)))
+    async def run(
+        self, total: int, connections: int, offset: int = 0, until: Optional[float] = None, hostile: int = 0
+    ) -> int:
+        """Send ``total`` requests (or as many as fit before ``until``, a monotonic time); returns how many."""
+        counter = itertools.count(offset) if until is not None else iter(range(offset, offset + total))
+        sent = itertools.count()
+        if hostile and until is not None:
+            for kind in ("big_header", "many_headers", "tiny_chunks"):
+                _hostile_bytes(kind)
+        attackers = [asyncio.ensure_future(self._attacker(n, until)) for n in range(hostile if until else 0)]
+        await asyncio.gather(*(self._worker(counter, until, sent) for _ in range(connections)))
+        await asyncio.gather(*attackers)
+        return next(sent)
 
-    async def _worker(self, counter) -> None:
+    async def _worker(self, counter, until: Optional[float], sent) -> None:
         keep_alive: Optional[Tuple[asyncio.StreamReader, asyncio.StreamWriter]] = None
         for i in counter:
+            if until is not None and time.monotonic() > until:
+                break
+            next(sent)
             kind = PATTERN[i % len(PATTERN)]
             try:
                 if kind in ("ok", "bad_json", "bad_type", "wrong_method"):
@@ -305,6 +358,73 @@ class Client:
             writer.close()  # leaves in the middle of the stream
             await writer.wait_closed()
 
+    async def _attacker(self, n: int, until: float) -> None:
+        """Hostile clients against the hello server, one kind after another, until ``until``."""
+        kinds = list(HOSTILE)
+        for i in itertools.count(n):
+            if time.monotonic() > until:
+                return
+            kind, want = kinds[i % len(kinds)], HOSTILE[kinds[i % len(kinds)]]
+            try:
+                status = await asyncio.wait_for(getattr(self, f"_{kind}")(), timeout=60)
+            except (OSError, RuntimeError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as exc:
+                self._problem(kind, f"{type(exc).__name__}: {exc}")
+                continue
+            if status != want:
+                self._problem(kind, f"status {status}, wanted {want}")
+            else:
+                self._tally(kind, status)
+
+    async def _answer(self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader) -> int:
+        try:
+            status, _ = await read_response(reader)
+            return status
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    async def _slow_head(self) -> int:
+        reader, writer = await asyncio.open_connection(HOST, self.hello_port)
+        head = request_bytes("POST", "/predict", b'{"input": 1}')
+        answer = asyncio.ensure_future(self._answer(writer, reader))
+        for byte in range(len(head)):
+            if answer.done() or writer.is_closing():
+                break  # the server gave up on it (408), as it should
+            writer.write(head[byte : byte + 1])
+            await asyncio.sleep(0.5)
+        return await answer
+
+    async def _silent(self) -> int:
+        reader, writer = await asyncio.open_connection(HOST, self.hello_port)
+        return await self._answer(writer, reader)
+
+    async def _stalled_body(self) -> int:
+        reader, writer = await asyncio.open_connection(HOST, self.hello_port)
+        data = request_bytes("POST", "/predict", b'{"input": 1, "padding": "' + b"x" * 100 + b'"}')
+        writer.write(data[:-20])
+        return await self._answer(writer, reader)
+
+    async def _big_header(self) -> int:
+        reader, writer = await asyncio.open_connection(HOST, self.hello_port)
+        writer.write(_hostile_bytes("big_header"))
+        return await self._answer(writer, reader)
+
+    async def _many_headers(self) -> int:
+        reader, writer = await asyncio.open_connection(HOST, self.hello_port)
+        writer.write(_hostile_bytes("many_headers"))
+        return await self._answer(writer, reader)
+
+    async def _tiny_chunks(self) -> int:
+        reader, writer = await asyncio.open_connection(HOST, self.hello_port)
+        writer.write(_hostile_bytes("tiny_chunks"))
+        return await self._answer(writer, reader)
+
+    async def _bad_multipart(self) -> int:
+        reader, writer = await asyncio.open_connection(HOST, self.hello_port)
+        content_type = "multipart/form-data; " + "a=b; " * 2000 + "boundary=xyz"
+        writer.write(request_bytes("POST", "/predict", b"\r\n" * 50_000 + b"--xyz--\r\n", content_type))
+        return await self._answer(writer, reader)
+
     def _tally(self, kind: str, outcome) -> None:
         self.outcomes[(kind, outcome)] += 1
 
@@ -315,6 +435,34 @@ class Client:
 
 
 # --- measuring -------------------------------------------------------------------------------------
+
+
+class Sampler:
+    """Prints each server's RSS and FD count every ``every`` seconds from a thread, while the traffic runs."""
+
+    def __init__(self, servers: List[Server], every: float, started: float) -> None:
+        import threading
+
+        self.servers = servers
+        self.every = every
+        self.started = started
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            parts = []
+            for server in self.servers:
+                rss, fds = server.usage()
+                parts.append(f"{server.name} RSS {rss / 1024:.1f} MB, {sum(fds.values())} FDs")
+            print(f"  t={time.monotonic() - self.started:5.0f} s: " + "; ".join(parts), flush=True)
 
 
 def settle(servers: List[Server], baseline: Dict[str, Dict[int, int]], timeout: float) -> None:
@@ -354,6 +502,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32, help="concurrent client tasks")
     parser.add_argument("--max-rss-growth-mb", type=float, default=50.0)
     parser.add_argument("--log-dir", type=Path, default=None, help="server logs (default: a new temp dir)")
+    parser.add_argument("--duration", type=float, default=None, help="run this many seconds instead of --requests")
+    parser.add_argument("--hostile", type=int, default=8, help="hostile clients during a --duration run")
+    parser.add_argument("--sample-every", type=float, default=60.0, help="seconds between RSS/FD samples")
     args = parser.parse_args()
 
     try:
@@ -378,14 +529,22 @@ def main() -> int:
 
         client = Client(hello.port, stream.port)
         started = time.monotonic()
-        asyncio.run(client.run(args.requests, args.connections, offset=args.warmup))
+        until = None if args.duration is None else started + args.duration
+        sampler = Sampler(servers, args.sample_every, started)
+        sampler.start()
+        try:
+            sent = asyncio.run(
+                client.run(args.requests, args.connections, offset=args.warmup, until=until, hostile=args.hostile)
+            )
+        finally:
+            sampler.stop()
         elapsed = time.monotonic() - started
         settle(servers, {name: fds for name, (_, fds) in before.items()}, timeout=30)
         after = {server.name: server.usage() for server in servers}
         healthy = all(http_status(server.port, "GET", "/health") == 200 for server in servers)
 
         print(
-            f"soak: {args.requests} requests in {elapsed:.1f} s ({args.requests / elapsed:.0f} req/s), "
+            f"soak: {sent} requests in {elapsed:.1f} s ({sent / elapsed:.0f} req/s), "
             f"{args.connections} connections, after {args.warmup} warm-up requests; logs in {log_dir}"
         )
         print("requests by kind and outcome:")
@@ -393,11 +552,15 @@ def main() -> int:
             print(f"  {kind:14} {outcome!s:8} {count}")
         for problem in client.problems:
             print(f"  problem: {problem}")
+        server_errors = 0
         for server in servers:
             codes = requests_by_code(server.port)
             print(f"{server.name} server litserve_requests_total by code (warm-up included; 499: client left): {codes}")
+            server_errors += sum(int(count) for code, count in codes.items() if code.startswith("5"))
 
-        passed = healthy and not client.problems
+        passed = healthy and not client.problems and server_errors == 0
+        if server_errors:
+            print(f"{server_errors} server-caused 5xx answers")
         limit_kb = args.max_rss_growth_mb * 1024
         print("\n| server | processes | RSS before (MB) | RSS after (MB) | growth (MB) | FDs before | FDs after | ok |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")

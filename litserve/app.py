@@ -3,7 +3,7 @@
 # No ``from __future__ import annotations`` here: FastAPI must see the real request model in annotations.
 import contextlib
 import socket
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from litserve.api import LitAPI, request_annotation, response_annotation
+from litserve.auth import ApiKeyLayer
 from litserve.codec import PLAIN_ERRORS, ErrorFormat
 from litserve.metrics import ProcessMetrics, metrics_route
 from litserve.options import ApiOptions
@@ -75,8 +76,11 @@ def build_app(
     metrics_path: Optional[str] = None,
     observer: Optional[RequestObserver] = None,
     disable_openapi_url: bool = False,
+    self_checked_paths: Sequence[str] = (),
 ) -> tuple:
-    """Returns (FastAPI app, LitApp). Routes are registered on the FastAPI app so they appear in ``/docs``."""
+    """Returns (FastAPI app, the ASGI app to serve). Routes are registered on the FastAPI app so they appear in
+    ``/docs``; the API key guards everything the served app reaches, routes added to the FastAPI app later too.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -105,6 +109,8 @@ def build_app(
     fast_routes: Dict[str, PredictEndpoint] = {}
     # Only a server with request callbacks (or request tracking) pays for them.
     endpoint_class = PredictEndpoint if observer is None else ObservedPredictEndpoint.observed_by(observer)
+    authorized_paths: List[str] = []  # a LitAPI's own ``authorize`` checks these
+    error_bodies = []
 
     for route, (lit_api, opts) in enumerate(zip(lit_apis, options)):
         spec = opts.spec
@@ -140,6 +146,7 @@ def build_app(
             endpoint = make_endpoint(path)
             if authorize is not None:
                 _add_authorized_route(app, path, endpoint, authorize)
+                authorized_paths.append(path)
             else:
                 fast_routes[path] = endpoint
                 _add_documented_route(app, path, lit_api, spec)
@@ -152,6 +159,8 @@ def build_app(
                 fast_routes[path] = make_endpoint(path, content_type=content_type)
         if spec is not None:
             spec.add_routes(app, runtime, lit_apis)
+            if opts.api_path.startswith("/v1/"):
+                error_bodies.append(("/v1/", spec.error_body))
 
     @app.get(healthcheck_path, include_in_schema=False)
     async def health() -> Response:
@@ -182,11 +191,20 @@ def build_app(
     async def server_info() -> Response:
         return JSONResponse(info)
 
+    # Paths whose endpoints check the API key themselves (MCP tool calls go through them, so it does not).
+    self_checked_paths = [*self_checked_paths, *fast_routes, *authorized_paths]
     mcp_endpoint = _mcp_endpoint(lit_apis, options, fast_routes)
     lit_app = LitApp(app, fast_routes)
     if mcp_endpoint is not None:
         mcp_endpoint.app = lit_app  # tool calls go through the API's own route
-    return app, lit_app
+    served = ApiKeyLayer(
+        lit_app,
+        runtime,
+        open_paths=[healthcheck_path, LIVENESS_PATH],
+        self_checked_paths=self_checked_paths,
+        error_bodies=error_bodies,
+    )
+    return app, served
 
 
 def _mcp_endpoint(lit_apis: List[LitAPI], options: List[ApiOptions], fast_routes: Dict[str, Any]) -> Any:

@@ -34,8 +34,6 @@ import time
 from bisect import bisect_left
 from typing import TYPE_CHECKING, Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
-from litserve.auth import MISSING_API_KEY_MESSAGE
-
 if TYPE_CHECKING:
     from litserve.transport.worker_channel import WorkItem
 
@@ -355,17 +353,14 @@ def _float_label(value: float) -> str:
 def metrics_route(
     paths: Sequence[str], metrics: ProcessMetrics, runtime: Any, extra: Sequence[Callable] = ()
 ) -> Callable:
-    """The ``GET /metrics`` handler of one API process. Asks for the API key when the server has one.
+    """The ``GET /metrics`` handler of one API process (the app's outer layer asks for the API key).
 
     ``extra``: functions of the metrics directory that return more metric families (an LLM API's).
     """
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import Response
 
     async def serve_metrics(request: Request) -> Response:
-        authenticate = runtime.authenticate
-        if authenticate is not None and not authenticate(request.scope["headers"]):
-            return JSONResponse({"detail": MISSING_API_KEY_MESSAGE}, 401)
         dispatcher = runtime.dispatcher
         workers = dispatcher.worker_layout() if dispatcher is not None else None
         if workers is not None and len(workers.route_workers) != len(paths):

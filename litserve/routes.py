@@ -30,6 +30,7 @@ JSON = "application/json"
 URLENCODED = "application/x-www-form-urlencoded"
 QUEUE_FULL_MESSAGE = "Server is busy: too many requests are waiting (max_queue_size). Retry later."
 RETRY_AFTER_S = b"1"
+MAX_CONTENT_TYPE_BYTES = 1024
 # Marks a request whose client went away; nothing is sent for it.
 _CLIENT_GONE = (None, None, b"", True)
 
@@ -264,6 +265,9 @@ async def read_body(receive: Receive, limit: Optional[int]) -> Optional[bytes]:
 
 def _body_kind(content_type: bytes) -> str:
     """Classify the request's content type: JSON (also when absent) or a form; anything else is an error."""
+    if len(content_type) > MAX_CONTENT_TYPE_BYTES:
+        # Real ones are under 100 bytes; parsing thousands of parameters would cost tens of milliseconds.
+        raise ValueError(f"Content-Type is longer than {MAX_CONTENT_TYPE_BYTES} bytes")
     media_type = content_type.split(b";", 1)[0].strip().lower()
     if not media_type or media_type == b"application/json" or media_type.endswith(b"+json"):
         return JSON

@@ -18,6 +18,12 @@ from litserve.app import LIVENESS_PATH, ServerProcessState, build_app
 from litserve.callbacks import EventTypes, callback_runner
 from litserve.client_file import write_client_file
 from litserve.devices import resolve_accelerator, resolve_devices
+from litserve.http_protocol import (
+    DEFAULT_BODY_TIMEOUT_S,
+    DEFAULT_HEADER_TIMEOUT_S,
+    guarded_protocol,
+    resolve_client_timeout,
+)
 from litserve.loggers import LoggerProcess, check_loggers, mounts
 from litserve.metrics import ProcessMetrics
 from litserve.options import (
@@ -79,6 +85,10 @@ class LitServer:
             stops the server as SIGTERM does (the variable must be set).
         shutdown_path: path of the shutdown API.
         disable_openapi_url: remove ``/openapi.json`` and ``/docs``.
+        request_header_timeout: seconds a client gets to send a request's line and headers, however slowly
+            they trickle; then it gets 408 and the connection closes. ``None`` turns the limit off.
+        request_body_timeout: seconds a request body may stop arriving before the client gets 408 and the
+            connection closes; such a request never reaches a worker. ``None`` turns the limit off.
 
     Example::
 
@@ -115,6 +125,8 @@ class LitServer:
         enable_shutdown_api: bool = False,
         shutdown_path: str = "/shutdown",
         disable_openapi_url: bool = False,
+        request_header_timeout: Optional[float] = DEFAULT_HEADER_TIMEOUT_S,
+        request_body_timeout: Optional[float] = DEFAULT_BODY_TIMEOUT_S,
     ) -> None:
         lit_apis = list(lit_api) if isinstance(lit_api, (list, tuple)) else [lit_api]
         if not lit_apis or not all(isinstance(api, LitAPI) for api in lit_apis):
@@ -182,6 +194,8 @@ class LitServer:
         self.shutdown_path = shutdown_path
         self.disable_openapi_url = disable_openapi_url
         self.track_requests = track_requests
+        self.request_header_timeout = resolve_client_timeout(request_header_timeout, "request_header_timeout")
+        self.request_body_timeout = resolve_client_timeout(request_body_timeout, "request_body_timeout")
 
         self._runtime = Runtime()
         self._process_state = ServerProcessState()
@@ -205,6 +219,8 @@ class LitServer:
             metrics_path=metrics_path,
             observer=self._observer,
             disable_openapi_url=disable_openapi_url,
+            # The shutdown API checks its own key (LIT_SHUTDOWN_API_KEY).
+            self_checked_paths=[shutdown_path] if enable_shutdown_api else [],
         )
         if enable_shutdown_api:
             admin.add_shutdown_route(self.app, shutdown_path, self._shutdown_api_key, lambda: self._main_pid)
@@ -298,7 +314,11 @@ class LitServer:
         grace = self.shutdown_timeout + _SHUTDOWN_MARGIN_S
         options = {"loop": "auto", "http": "auto", "access_log": False, "timeout_graceful_shutdown": grace}
         options.update(uvicorn_options)
-        return uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
+        # uvicorn has no deadline for a request still arriving: slow or stalled clients are closed by ours.
+        options["http"] = guarded_protocol(options["http"], self.request_header_timeout, self.request_body_timeout)
+        config = uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
+        auth.keep_out_of_logs(auth.api_key_from_env())  # uvicorn's log handlers exist from here on
+        return config
 
     def _http_server(self, config: Any, parent_pid: Optional[int] = None) -> UvicornServer:
         return UvicornServer(

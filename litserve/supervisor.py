@@ -1,7 +1,7 @@
 """Starting, watching and stopping worker processes.
 
-A thread in the main process waits on the workers' exit sentinels. A worker whose ``setup`` failed (or that
-died before it was ever ready) stops the server; one that dies later is restarted with back-off, and
+A thread in the main process waits on the workers' exit sentinels. A worker that dies before it ever said it
+was ready (its ``setup`` failed) stops the server; one that dies later is restarted with back-off, and
 every API process is told so it can answer the requests the worker held. Workers die with the main
 process: they watch its sentinel while idle and, on Linux, the kernel kills them if it dies while they work.
 """
@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from litserve.metrics import ProcessMetrics
 from litserve.transport import messages
-from litserve.workers.process import EXIT_SETUP_FAILED, WorkerSpec, run_worker
+from litserve.workers.process import WorkerSpec, run_worker
 
 logger = logging.getLogger("litserve")
 
@@ -153,6 +153,7 @@ class Supervisor:
         process = worker.process
         process.join(timeout=1)
         description = describe_exit(process.exitcode)
+        # Only the worker's own ready signal says setup finished: user code can exit with any status.
         was_ready = worker.ready.is_set() or worker.was_ready
         worker.was_ready = was_ready
         # Every API process answers the requests this worker held, naming how it died.
@@ -161,7 +162,7 @@ class Supervisor:
         if self.fatal_error is not None:
             logger.info("%s %s while the server stops", worker.spec.name, description)
             return
-        if process.exitcode == EXIT_SETUP_FAILED or not was_ready:
+        if not was_ready:
             self._fail(f"{worker.spec.name} {description} during setup")
             return
         if not self._restart_workers:

@@ -244,6 +244,16 @@ class SetupFailsAPI(ls.LitAPI):
         return x
 
 
+class SetupExitsAPI(ls.LitAPI):
+    """setup ends the process with status 0, as a native library might: the worker never became ready."""
+
+    def setup(self, device):
+        os._exit(0)
+
+    def predict(self, x):
+        return x
+
+
 class SlowSetupAPI(ls.LitAPI):
     """setup waits for ``setup-go`` in ``gate_dir``; health() reads ``unhealthy`` from there."""
 
@@ -467,8 +477,9 @@ class DocsSummaryStyleAPI(ls.LitAPI):
 
 
 class CrashAPI(ls.LitAPI):
-    """Answers with its pid; ``{"crash": how}`` kills the worker (segfault, os._exit, SystemExit), and
-    ``{"id": i, "sleep": s}`` writes ``started-<i>`` in ``gate_dir`` and then sleeps ``s`` seconds."""
+    """Answers with its pid; ``{"crash": how}`` kills the worker (segfault, os._exit(code=7), SystemExit), and
+    ``{"id": i, "sleep": s}`` writes ``started-<i>`` in ``gate_dir`` and then sleeps ``s`` seconds; with
+    ``"block": true`` it first waits for ``release-<i>`` there."""
 
     def __init__(self, gate_dir: Optional[str] = None, **options):
         super().__init__(**options)
@@ -478,16 +489,18 @@ class CrashAPI(ls.LitAPI):
         pass
 
     def predict(self, request):
+        if self.gate_dir is not None and "id" in request:
+            (self.gate_dir / f"started-{request['id']}").touch()
+            if request.get("block"):
+                wait_for_file(self.gate_dir / f"release-{request['id']}")
         how = request.get("crash")
         if how == "segfault":
             import ctypes
 
             ctypes.string_at(0)
         elif how == "exit":
-            os._exit(7)
+            os._exit(request.get("code", 7))
         elif how == "system_exit":
             raise SystemExit(5)  # escapes the hooks' error handling, like a bug in the loop itself
-        if self.gate_dir is not None and "id" in request:
-            (self.gate_dir / f"started-{request['id']}").touch()
         time.sleep(request.get("sleep", 0))
         return {"pid": os.getpid()}

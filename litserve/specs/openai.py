@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 
 import orjson
-from fastapi import Request, Response
+from fastapi import Response
 from pydantic import BaseModel
 
 from litserve import codec
@@ -452,7 +452,9 @@ class OpenAISpec(LitSpec):
 
 
 def add_models_routes(app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) -> None:
-    """``GET /v1/models`` and ``GET /v1/models/{id}`` listing every model served through an OpenAI spec."""
+    """``GET /v1/models`` and ``GET /v1/models/{id}`` listing every model served through an OpenAI spec.
+
+    The API key, when set, is checked by the app's outer layer (``litserve.auth.ApiKeyLayer``)."""
     if any(getattr(route, "path", None) == "/v1/models" for route in app.routes):
         return
 
@@ -465,24 +467,12 @@ def add_models_routes(app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) ->
                 names.append(spec.model_name)
         return [ModelCard(id=name, created=0) for name in names]
 
-    def unauthorized(request: Request) -> Optional[Response]:
-        authenticate = runtime.authenticate
-        if authenticate is not None and not authenticate(request.headers.raw):
-            return _error_response(401, "Invalid or missing API key: send it as a Bearer token or in X-API-Key")
-        return None
-
     @app.get("/v1/models", tags=["OpenAI"])
-    async def list_models(request: Request) -> Response:
-        denied = unauthorized(request)
-        if denied is not None:
-            return denied
+    async def list_models() -> Response:
         return Response(ModelList(data=cards()).model_dump_json(), media_type="application/json")
 
     @app.get("/v1/models/{model_id:path}", tags=["OpenAI"])
-    async def retrieve_model(model_id: str, request: Request) -> Response:
-        denied = unauthorized(request)
-        if denied is not None:
-            return denied
+    async def retrieve_model(model_id: str) -> Response:
         for card in cards():
             if card.id == model_id:
                 return Response(card.model_dump_json(), media_type="application/json")

@@ -21,7 +21,8 @@ from litserve.workers.protocol import JsonProtocol
 
 logger = logging.getLogger("litserve")
 
-# Exit status of a worker whose ``setup`` raised: the supervisor stops the server instead of restarting it.
+# Exit status of a worker whose ``setup`` raised. It only says how the worker died: the supervisor tells a
+# failed setup from a later crash by the ready event, which user code cannot set.
 EXIT_SETUP_FAILED = 3
 
 
