@@ -27,6 +27,8 @@ class LitAPI:
         stream: ``predict`` and ``encode_response`` are generators whose items are streamed. Default False.
         spec: an API spec such as ``OpenAISpec()`` that defines the routes and wire format. Default None.
         enable_async: allow ``async def`` hooks. Default False.
+        loop: ``"auto"``, or ``ContinuousBatchingLoop()`` to serve ``add_request``/``step`` hooks (needs
+            ``stream=True``). Default ``"auto"``.
         mcp: ``litserve.mcp.MCP(...)`` makes this API an MCP tool at ``/mcp/``. Default None.
 
     Example::
@@ -53,6 +55,7 @@ class LitAPI:
         stream: bool = UNSET,
         spec: Any = UNSET,
         enable_async: bool = UNSET,
+        loop: Any = UNSET,
         mcp: Any = None,
     ) -> None:
         given = {
@@ -62,6 +65,7 @@ class LitAPI:
             "stream": stream,
             "spec": spec,
             "enable_async": enable_async,
+            "loop": loop,
         }
         self._explicit_options = {name: value for name, value in given.items() if value is not UNSET}
         for name, default in API_OPTION_DEFAULTS.items():

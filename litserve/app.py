@@ -119,22 +119,31 @@ def build_app(
         endpoint_options = {
             "stream": spec.may_stream if spec is not None else opts.stream,
             "check_api_key": authorize is None,
-            "error_body": _error_format(spec).error_body,
         }
 
-        def make_endpoint(route: int = route, options: dict = endpoint_options, content_type: str = JSON) -> Any:
+        def make_endpoint(
+            path: str = "", route: int = route, options: dict = endpoint_options, content_type: str = JSON, spec=spec
+        ) -> Any:
+            error_format = spec.error_format_for(path) if spec is not None and path else _error_format(spec)
             endpoint = endpoint_class(
-                route, runtime, timeout, max_payload_size, json_content_type=content_type, **options
+                route,
+                runtime,
+                timeout,
+                max_payload_size,
+                json_content_type=content_type,
+                error_body=error_format.error_body,
+                path=path,
+                **options,
             )
             if process_state.metrics is not None:
                 endpoint = process_state.metrics.instrument(route, endpoint)
             return endpoint
 
-        endpoint = make_endpoint()
-        paths = [opts.api_path]
+        paths = list(spec.api_paths) if spec is not None else [opts.api_path]
         if spec is None and opts.stream and opts.api_path == "/predict":
             paths.append(STREAM_ALIAS_PATH)
         for path in paths:
+            endpoint = make_endpoint(path)
             if authorize is not None:
                 _add_authorized_route(app, path, endpoint, authorize)
                 authorized_paths.append(path)
@@ -145,9 +154,9 @@ def build_app(
             if path in fast_routes or any(getattr(r, "path", None) == path for r in app.routes):
                 continue  # several APIs with this spec: the first one serves the extra path
             if authorize is not None:
-                _add_authorized_route(app, path, make_endpoint(content_type=content_type), authorize)
+                _add_authorized_route(app, path, make_endpoint(path, content_type=content_type), authorize)
             else:
-                fast_routes[path] = make_endpoint(content_type=content_type)
+                fast_routes[path] = make_endpoint(path, content_type=content_type)
         if spec is not None:
             spec.add_routes(app, runtime, lit_apis)
             if opts.api_path.startswith("/v1/"):
@@ -174,7 +183,8 @@ def build_app(
 
     if metrics_path is not None and process_state.metrics is not None:
         paths = [opts.api_path for opts in options]
-        serve_metrics = metrics_route(paths, process_state.metrics, runtime)
+        extra = [opts.spec.metric_families for opts in options if opts.spec is not None]
+        serve_metrics = metrics_route(paths, process_state.metrics, runtime, extra)
         app.add_route(metrics_path, serve_metrics, methods=["GET"], include_in_schema=False)
 
     @app.get(info_path, include_in_schema=False)
@@ -217,7 +227,7 @@ def _error_format(spec: Any) -> ErrorFormat:
 def _add_documented_route(app: FastAPI, path: str, lit_api: LitAPI, spec: Any) -> None:
     """Describe a fast route in the OpenAPI schema; requests never reach this FastAPI handler."""
     if spec is not None:
-        request_model, response_model = spec.request_model, None
+        request_model, response_model = spec.request_model_for(path), None
     else:
         request_model = _pydantic_model(request_annotation(lit_api))
         response_model = _pydantic_model(response_annotation(lit_api))

@@ -10,6 +10,7 @@ from typing import Callable, Dict, List, Optional
 from litserve import __version__
 from litserve.deploy.docker import dockerize
 from litserve.deploy.kubernetes import kubernetes
+from litserve.llm.cli import llm
 from litserve.run_script import ScriptNotFoundError, run
 
 # The registry of subcommands: name -> function. A function's signature becomes the subcommand's flags
@@ -18,6 +19,7 @@ COMMANDS: Dict[str, Callable[..., object]] = {
     "run": run,
     "dockerize": dockerize,
     "kubernetes": kubernetes,
+    "llm": llm,
 }
 
 

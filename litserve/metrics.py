@@ -173,6 +173,8 @@ class WorkerMetrics:
 
     def __init__(self, directory: str, worker_id: int, route: int) -> None:
         self.route = route
+        self.directory = directory
+        self.worker_id = worker_id
         self._metrics = ProcessMetrics(route + 1, directory).open(f"worker-{worker_id}")
 
     def started(self, items: List[WorkItem]) -> None:
@@ -247,8 +249,10 @@ def render(
     paths: Sequence[str],
     accept: Optional[str],
     workers: Optional[WorkerLayout] = None,
+    extra: Sequence[Any] = (),
 ) -> Tuple[bytes, str]:
-    """Prometheus exposition of ``totals`` (text format, or OpenMetrics if the scraper asks): (body, type).
+    """Prometheus exposition of ``totals`` and the ``extra`` metric families (text format, or OpenMetrics if
+    the scraper asks): (body, type).
 
     ``workers``: which workers serve each route and how many requests each runs at once, when known; the
     load gauges need it.
@@ -301,7 +305,7 @@ def render(
     families = [requests, duration.family, queue_wait.family, batch.family, in_flight]
     if workers is not None:
         families += [running, depth, worker_count, per_worker]
-    families += [restarts, log_drops]
+    families += [restarts, log_drops, *extra]
 
     class _Collector:
         def collect(self) -> Iterable[Any]:
@@ -346,8 +350,13 @@ def _float_label(value: float) -> str:
     return repr(float(value))
 
 
-def metrics_route(paths: Sequence[str], metrics: ProcessMetrics, runtime: Any) -> Callable:
-    """The ``GET /metrics`` handler of one API process (the app's outer layer asks for the API key)."""
+def metrics_route(
+    paths: Sequence[str], metrics: ProcessMetrics, runtime: Any, extra: Sequence[Callable] = ()
+) -> Callable:
+    """The ``GET /metrics`` handler of one API process (the app's outer layer asks for the API key).
+
+    ``extra``: functions of the metrics directory that return more metric families (an LLM API's).
+    """
     from starlette.requests import Request
     from starlette.responses import Response
 
@@ -360,7 +369,8 @@ def metrics_route(paths: Sequence[str], metrics: ProcessMetrics, runtime: Any) -
             totals = read_totals(metrics.directory, len(paths), workers.count if workers is not None else 0)
         else:
             totals = list(metrics.values)
-        body, content_type = render(totals, paths, request.headers.get("accept"), workers)
+        families = [family for source in extra for family in source(metrics.directory)]
+        body, content_type = render(totals, paths, request.headers.get("accept"), workers, families)
         return Response(body, media_type=content_type)
 
     return serve_metrics

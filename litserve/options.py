@@ -33,6 +33,7 @@ API_OPTION_DEFAULTS = {
     "stream": False,
     "spec": None,
     "enable_async": False,
+    "loop": "auto",
 }
 
 DEFAULT_TIMEOUT = 30.0
@@ -54,6 +55,7 @@ class ApiOptions:
     stream: bool
     spec: Any
     enable_async: bool
+    loop: Any = "auto"  # "auto" (picked from the other options) or a ContinuousBatchingLoop
 
 
 def resolve_api_options(explicit: dict, server_given: dict) -> ApiOptions:
@@ -71,6 +73,7 @@ def resolve_api_options(explicit: dict, server_given: dict) -> ApiOptions:
     validate_api_path(values["api_path"], "api_path")
     _validate_bool(values["stream"], "stream")
     _validate_bool(values["enable_async"], "enable_async")
+    validate_loop(values["loop"], values["stream"])
     values["batch_timeout"] = float(values["batch_timeout"])
     return ApiOptions(**values)
 
@@ -88,6 +91,17 @@ def validate_batch_timeout(value: Any) -> None:
 def validate_api_path(value: Any, name: str) -> None:
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError(f"{name} must be a URL path starting with '/', got {value!r}")
+
+
+def validate_loop(value: Any, stream: bool) -> None:
+    from litserve.loops import ContinuousBatchingLoop
+
+    if value == "auto":
+        return
+    if not isinstance(value, ContinuousBatchingLoop):
+        raise ValueError(f"loop must be 'auto' or a ContinuousBatchingLoop(), got {value!r}")
+    if not stream:
+        raise ValueError("loop=ContinuousBatchingLoop() streams each request's outputs: pass stream=True as well")
 
 
 def validate_workers_per_device(value: Any) -> None:

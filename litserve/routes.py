@@ -60,10 +60,12 @@ class PredictEndpoint:
         check_api_key: bool = True,
         error_body: codec.ErrorBody = codec.detail_error_body,
         json_content_type: str = JSON,
+        path: str = "",
     ) -> None:
         self.route = route
         # JSON bodies cross to the worker marked with this type (a spec's second API shape has its own).
         self.json_content_type = json_content_type
+        self.path = path  # sent with each request: an API served on several paths tells them apart
         self.check_api_key = check_api_key
         self.error_body = error_body
         self.runtime = runtime
@@ -138,7 +140,7 @@ class PredictEndpoint:
             return
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        pending = dispatcher.submit(self.route, content_type, body, deadline, self.stream)
+        pending = dispatcher.submit(self.route, content_type, body, deadline, self.stream, self.path)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._expire, pending) if timeout is not None else None
         watcher = loop.create_task(_watch_disconnect(receive, dispatcher, pending))

@@ -68,7 +68,8 @@ class LitServer:
         workers_per_device: worker processes per device: an int for every API, a list (one per API, in
             order) or a dict keyed by ``api_path``.
         timeout: seconds after arrival before a request gets 504; ``False`` or ``-1`` disables it.
-        max_batch_size, batch_timeout, stream, spec, api_path: defaults for APIs that do not set them.
+        max_batch_size, batch_timeout, stream, spec, api_path, loop: defaults for APIs that do not set them
+            (``loop=ContinuousBatchingLoop()`` serves ``add_request``/``step`` hooks; see ``litserve.loops``).
         healthcheck_path, info_path: paths of the readiness and info endpoints.
         model_metadata: anything JSON-serializable, shown at ``info_path``.
         max_payload_size: largest request body in bytes (or a string like ``"10MB"``); larger ones get 413.
@@ -140,7 +141,6 @@ class LitServer:
             validate_api_path(api_path, "api_path")
         if metrics_path is not None:
             validate_api_path(metrics_path, "metrics_path")
-        _check_unsupported(loop=loop)
         self._callbacks = callback_runner(callbacks)
         self._loggers = check_loggers(loggers)
         self._shutdown_api_key = admin.shutdown_api_key() if enable_shutdown_api else None
@@ -156,6 +156,7 @@ class LitServer:
             "stream": stream,
             "spec": spec,
             "api_path": api_path,
+            "loop": UNSET if loop == "auto" else loop,
         }
         self.lit_apis = lit_apis
         self.api_options: List[ApiOptions] = []
@@ -538,6 +539,11 @@ class LitServer:
 
 def _check_hooks(api: LitAPI, opts: ApiOptions) -> None:
     name = type(api).__name__
+    if opts.loop != "auto":
+        missing = [hook for hook in ("add_request", "step") if not callable(getattr(api, hook, None))]
+        if missing:
+            raise ValueError(f"loop=ContinuousBatchingLoop() needs {name}.{missing[0]}; see litserve.loops")
+        return
     if type(api).predict is LitAPI.predict:
         raise ValueError(f"{name} must implement predict")
     if not opts.enable_async:
@@ -568,12 +574,6 @@ def _bind_spec(api: LitAPI, opts: ApiOptions) -> ApiOptions:
     return dataclasses.replace(opts, spec=spec, api_path=spec.api_path)
 
 
-def _check_unsupported(loop: Any) -> None:
-    """LitServe options this server does not implement: fail loudly rather than ignore them."""
-    if loop != "auto":
-        raise ValueError(f"loop must be 'auto' (custom loops are not supported), got {loop!r}")
-
-
 def _check_json_serializable(model_metadata: Any) -> None:
     try:
         json.dumps(model_metadata)
@@ -593,7 +593,8 @@ def _check_batch_timeout_within_timeout(options: List[ApiOptions], timeout: Opti
 def _check_unique_paths(options: List[ApiOptions], server_paths: List[Tuple[str, str]]) -> None:
     """Every route needs a path of its own: ``server_paths`` are (path, the option that set it) pairs."""
     seen: Dict[str, str] = {}
-    for path, owner in [*server_paths, *((opts.api_path, "api_path") for opts in options)]:
+    api_paths = [path for opts in options for path in (opts.spec.api_paths if opts.spec else [opts.api_path])]
+    for path, owner in [*server_paths, *((path, "api_path") for path in api_paths)]:
         if path in seen:
             raise ValueError(f"{owner} {path!r} is used twice (also by {seen[path]})")
         seen[path] = owner

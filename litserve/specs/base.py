@@ -37,6 +37,19 @@ class LitSpec(codec.ErrorFormat):
     def __init__(self) -> None:
         self._lit_api: Optional[LitAPI] = None
 
+    @property
+    def api_paths(self) -> List[str]:
+        """Every path this spec serves on the same workers (the worker tells them apart by ``WorkItem.path``)."""
+        return [self.api_path]
+
+    def request_model_for(self, path: str) -> Optional[type]:
+        """The pydantic model that documents requests on ``path``."""
+        return self.request_model
+
+    def error_format_for(self, path: str) -> codec.ErrorFormat:
+        """How errors on ``path`` are shaped."""
+        return self
+
     def setup(self, lit_api: LitAPI) -> None:
         """Bind the spec to the LitAPI it serves; called once by ``LitServer``."""
         self._lit_api = lit_api
@@ -69,6 +82,10 @@ class LitSpec(codec.ErrorFormat):
     @property
     def model_name(self) -> str:
         return type(self._lit_api).__name__ if self._lit_api is not None else "model"
+
+    def metric_families(self, metrics_dir: Optional[str]) -> list:
+        """Extra prometheus-client metric families for ``/metrics``, read from the server's metrics directory."""
+        return []
 
     def info(self) -> Dict[str, Any]:
         return {"spec": type(self).__name__, "api_path": self.api_path}

@@ -462,7 +462,8 @@ def add_models_routes(app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) ->
         names = []
         for api in lit_apis:
             spec = getattr(api, "spec", None)
-            if isinstance(spec, LitSpec) and spec.api_path.startswith("/v1/") and spec.model_name not in names:
+            serves_openai = isinstance(spec, LitSpec) and any(path.startswith("/v1/") for path in spec.api_paths)
+            if serves_openai and spec.model_name not in names:
                 names.append(spec.model_name)
         return [ModelCard(id=name, created=0) for name in names]
 

@@ -157,8 +157,10 @@ class Dispatcher:
 
     # --- requests ---------------------------------------------------------------------------------
 
-    def submit(self, route: int, content_type: str, body: bytes, deadline: Optional[float], stream: bool) -> Pending:
-        """Queue a request for the least busy worker of ``route``."""
+    def submit(
+        self, route: int, content_type: str, body: bytes, deadline: Optional[float], stream: bool, path: str = ""
+    ) -> Pending:
+        """Queue a request for the least busy worker of ``route``; ``path`` is the URL path it came on."""
         worker_id = self._pick_worker(route)
         uid = self._next_uid
         self._next_uid = uid + 1
@@ -166,7 +168,7 @@ class Dispatcher:
         pending = Pending(uid, worker_id, loop.create_future(), ResponseStream(loop) if stream else None)
         self._pending[uid] = pending
         self._hold(worker_id)
-        self._outbox.setdefault(worker_id, []).append((uid, deadline, content_type, body))
+        self._outbox.setdefault(worker_id, []).append((uid, deadline, content_type, body, path))
         self._schedule_flush()
         return pending
 

@@ -6,8 +6,9 @@ listens on a unix stream socket; each worker opens one connection to every API p
 behind an 8-byte little-endian length.
 
 API process -> worker:
-    (REQUESTS, api_server, sent_at, [(uid, deadline, content_type, body), ...])
+    (REQUESTS, api_server, sent_at, [(uid, deadline, content_type, body, path), ...])
         ``sent_at`` and ``deadline`` are ``time.monotonic()`` values, comparable across processes.
+        ``path`` is the URL path the request came on (one API may serve several, such as an LLM's routes).
     (CANCEL, api_server, [uid, ...])
 worker -> API process:
     (WORKER_READY, worker_id, incarnation)

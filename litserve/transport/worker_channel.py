@@ -19,7 +19,7 @@ class ParentGoneError(Exception):
 class WorkItem:
     """One request waiting in a worker."""
 
-    __slots__ = ("api_server", "uid", "deadline", "content_type", "body", "submitted")
+    __slots__ = ("api_server", "uid", "deadline", "content_type", "body", "submitted", "path")
 
     def __init__(
         self,
@@ -29,6 +29,7 @@ class WorkItem:
         content_type: str,
         body: bytes,
         submitted: float = 0.0,
+        path: str = "",
     ) -> None:
         self.api_server = api_server
         self.uid = uid
@@ -36,6 +37,7 @@ class WorkItem:
         self.content_type = content_type
         self.body = body
         self.submitted = submitted  # when the API process sent it (time.monotonic())
+        self.path = path  # the URL path it came on
 
     @property
     def key(self) -> Tuple[int, int]:
@@ -144,8 +146,8 @@ class WorkerChannel:
         if kind == messages.REQUESTS:
             _, api_server, sent_at, entries = message
             append = self.pending.append
-            for uid, deadline, content_type, body in entries:
-                append(WorkItem(api_server, uid, deadline, content_type, body, sent_at))
+            for uid, deadline, content_type, body, path in entries:
+                append(WorkItem(api_server, uid, deadline, content_type, body, sent_at, path))
         elif kind == messages.CANCEL:
             _, api_server, uids = message
             now = time.monotonic()

@@ -283,6 +283,8 @@ def close_generator(generator: Any) -> None:
 def make_loop(runner: HookRunner, channel: WorkerChannel, protocol: JsonProtocol) -> WorkerLoop:
     """Pick the loop that fits the API's options."""
     options = runner.options
+    if options.loop != "auto":
+        return options.loop.make_worker_loop(runner, channel, protocol)
     if options.enable_async and has_async_hooks(runner.lit_api):
         from litserve.workers.async_loops import AsyncLoop
 

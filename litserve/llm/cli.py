@@ -1,0 +1,48 @@
+"""``litserve llm MODEL_DIR``: serve a local causal LM, the equivalent of LightLLM's ``api_server``."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+
+def llm(
+    model_dir: str,
+    port: int = 8000,
+    host: str = "0.0.0.0",
+    max_total_token_num: Optional[int] = None,
+    max_running_requests: int = 64,
+    prefill_chunk_tokens: int = 256,
+    dtype: Optional[str] = None,
+    accelerator: str = "auto",
+    timeout: Union[float, bool] = 600.0,
+) -> None:
+    """Serve a Hugging Face causal LM directory with continuous batching.
+
+    Routes: POST /generate and /generate_stream (LightLLM), POST /v1/completions and /v1/chat/completions,
+    GET /v1/models (OpenAI), GET /metrics. Set LIT_SERVER_API_KEY to require an API key.
+
+    Args:
+        model_dir: local model directory (config.json, safetensors weights, tokenizer files).
+        port: TCP port to listen on.
+        host: address to bind.
+        max_total_token_num: KV cache capacity in tokens shared by all requests (default: from free GPU
+            memory, or 16384 on CPU).
+        max_running_requests: most requests generating at once.
+        prefill_chunk_tokens: most prompt tokens fed per step.
+        dtype: float32, bfloat16 or float16 (default: float32 on CPU, bfloat16 on GPU).
+        accelerator: auto, cpu or cuda.
+        timeout: seconds a request may wait for its first token (its whole reply when not streaming);
+            false disables it.
+    """
+    import litserve as ls
+    from litserve.llm import LLMAPI
+
+    api = LLMAPI(
+        model_dir,
+        max_total_token_num=max_total_token_num,
+        max_running_requests=max_running_requests,
+        prefill_chunk_tokens=prefill_chunk_tokens,
+        dtype=dtype,
+    )
+    server = ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout)
+    server.run(host=host, port=port, generate_client_file=False)

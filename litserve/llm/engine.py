@@ -1,0 +1,363 @@
+"""``LLMEngine``: continuous batching of a Hugging Face causal LM over token-level KV pools.
+
+The engine is driven from outside, one ``step()`` at a time, in one process and without threads of its own:
+
+    engine = LLMEngine("/path/to/model")
+    engine.add_request("a", engine.encode_prompt("Hello"), SamplingParams(max_new_tokens=8))
+    while engine.has_unfinished():
+        for event in engine.step():
+            print(event.uid, repr(event.text), event.finish_reason)
+
+Each step the scheduler picks the tokens to run (one per decoding request, prompt chunks within the prefill
+budget, admissions that fit the KV capacity), the runner feeds them through the model in one forward pass,
+the sampler chooses every request's next token, and finished requests give their KV slots back at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Set
+
+import torch
+
+from litserve.llm.detokenizer import IncrementalDetokenizer
+from litserve.llm.kv import KVPools, TokenSlotAllocator
+from litserve.llm.runner import ModelRunner, PrefillSpan, StepBatch
+from litserve.llm.sampler import Sampler, SampleRow
+from litserve.llm.sampling import SamplingParams
+from litserve.llm.scheduler import Scheduler, SequenceState
+from litserve.llm.stopping import StopSequenceFilter
+
+__all__ = ["EngineStats", "LLMEngine", "RequestTooLargeError", "SamplingParams", "TokenEvent"]
+
+logger = logging.getLogger(__name__)
+
+# On CPU the pools are plain RAM: 16384 token slots (about 128 MiB for a 4-layer, 256-wide float32 model),
+# or fewer if that would take more than 2 GiB.
+DEFAULT_CPU_KV_TOKENS = 16384
+DEFAULT_CPU_KV_BYTES = 2 * 1024**3
+# On a GPU the pools take this share of the memory left free after loading the model, less a reserve
+# for activations.
+GPU_KV_MEMORY_FRACTION = 0.85
+GPU_ACTIVATION_RESERVE_BYTES = 1024**3
+
+
+class RequestTooLargeError(ValueError):
+    """A request can never run: its prompt plus ``max_new_tokens`` exceed what the engine can hold."""
+
+
+@dataclass
+class TokenEvent:
+    """One generated token of one request, as ``LLMEngine.step()`` reports it."""
+
+    uid: Any
+    token_id: int
+    text: str  # new text this token completes; "" while a character is incomplete or a stop may be starting
+    logprob: float
+    special: bool
+    finished: bool
+    finish_reason: Optional[str]  # "stop" | "length" | None
+    prompt_tokens: int
+    output_tokens: int
+
+
+@dataclass
+class EngineStats:
+    kv_tokens_used: int
+    kv_tokens_capacity: int
+    running: int
+    waiting: int
+
+
+@dataclass(eq=False)
+class _Sequence(SequenceState):
+    prompt_ids: List[int] = field(default_factory=list)
+    params: SamplingParams = field(default_factory=SamplingParams)
+    output_ids: List[int] = field(default_factory=list)
+    row: int = -1  # row of the slot table while admitted
+    generator: Optional[torch.Generator] = None
+    detokenizer: Optional[IncrementalDetokenizer] = None
+    stops: Optional[StopSequenceFilter] = None
+
+
+class LLMEngine:
+    """Continuous-batching generation for a causal LM directory (config, safetensors weights, tokenizer).
+
+    Args:
+        model_dir: a local Hugging Face model directory (LLaMA, Mistral, Qwen2 or GPT-2 architectures).
+        device: "cpu" or "cuda:N".
+        max_total_token_num: KV capacity in tokens, shared by all requests. Default: on a GPU, what fits in
+            85% of the memory left free after loading the model, less 1 GiB for activations; on CPU 16384
+            tokens (or what fits in 2 GiB if less).
+        max_running_requests: most requests decoding at once.
+        prefill_chunk_tokens: most prompt tokens fed per step, so long prompts never stall decodes.
+        dtype: "float32", "bfloat16" or "float16"; default float32 on CPU, bfloat16 (or float16) on GPU.
+    """
+
+    def __init__(
+        self,
+        model_dir: str,
+        device: str = "cpu",
+        max_total_token_num: Optional[int] = None,
+        max_running_requests: int = 64,
+        prefill_chunk_tokens: int = 256,
+        dtype: Optional[str] = None,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.device = torch.device(device)
+        self.dtype = _resolve_dtype(dtype, self.device)
+        self.model_name = os.path.basename(os.path.normpath(model_dir))
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=self.dtype)
+        model.to(self.device).eval()
+        config = model.config
+        num_layers = config.num_hidden_layers
+        num_heads = config.num_attention_heads
+        num_kv_heads = getattr(config, "num_key_value_heads", None) or num_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // num_heads
+        self.max_position_embeddings = getattr(config, "max_position_embeddings", None) or config.n_positions
+
+        per_token = KVPools.bytes_per_token(num_layers, num_kv_heads, head_dim, self.dtype)
+        capacity = max_total_token_num or _default_capacity(self.device, per_token)
+        if capacity < 2:
+            raise ValueError(f"max_total_token_num must be at least 2, got {capacity}")
+        self.capacity = capacity
+        self.allocator = TokenSlotAllocator(capacity, device=self.device)
+        self.pools = KVPools(num_layers, capacity, num_kv_heads, head_dim, self.dtype, self.device)
+        self.scheduler = Scheduler(capacity, max_running_requests, prefill_chunk_tokens)
+        self.runner = ModelRunner(model, self.pools)
+        self.sampler = Sampler()
+        self.eos_token_ids: Set[int] = _eos_ids(model, self.tokenizer)
+        self.special_token_ids: Set[int] = set(self.tokenizer.all_special_ids)
+
+        max_sequence = min(capacity, self.max_position_embeddings)
+        self._slot_table = torch.zeros((max_running_requests, max_sequence), dtype=torch.long, device=self.device)
+        self._free_rows = list(range(max_running_requests - 1, -1, -1))
+        self._sequences: Dict[Any, _Sequence] = {}
+        logger.info(
+            "LLM engine: %s on %s (%s), KV capacity %d tokens (%.1f MiB)",
+            self.model_name,
+            self.device,
+            self.dtype,
+            capacity,
+            capacity * per_token / 2**20,
+        )
+
+    # ----- requests -------------------------------------------------------------------------------------
+
+    def encode_prompt(self, text: str) -> List[int]:
+        """Token ids of a plain-text prompt (with the tokenizer's usual special tokens, e.g. BOS)."""
+        return list(self.tokenizer.encode(text))
+
+    def encode_chat(self, messages: List[Dict[str, Any]]) -> List[int]:
+        """Token ids of a conversation through the tokenizer's chat template, assistant turn opened."""
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def check(self, prompt_ids: List[int], params: SamplingParams) -> None:
+        """Raise ``ValueError`` (``RequestTooLargeError`` for size) if this request could never run."""
+        if not prompt_ids:
+            raise ValueError("the prompt is empty: at least one token is needed")
+        total = len(prompt_ids) + params.max_new_tokens
+        if not self.scheduler.can_ever_fit(len(prompt_ids), params.max_new_tokens):
+            raise RequestTooLargeError(
+                f"prompt of {len(prompt_ids)} tokens + max_new_tokens {params.max_new_tokens} = {total} tokens "
+                f"exceeds the KV capacity of {self.capacity} tokens (max_total_token_num)"
+            )
+        if total > self.max_position_embeddings:
+            raise RequestTooLargeError(
+                f"prompt of {len(prompt_ids)} tokens + max_new_tokens {params.max_new_tokens} = {total} tokens "
+                f"exceeds the model's context length of {self.max_position_embeddings} tokens"
+            )
+
+    def add_request(self, uid: Any, prompt_ids: List[int], params: SamplingParams) -> None:
+        """Queue a request (FIFO); the scheduler admits it when it fits. Raises like ``check``."""
+        if uid in self._sequences:
+            raise ValueError(f"request {uid!r} is already in the engine")
+        prompt_ids = [int(token) for token in prompt_ids]
+        self.check(prompt_ids, params)
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator().manual_seed(params.seed)
+        sequence = _Sequence(
+            uid=uid,
+            prompt_len=len(prompt_ids),
+            max_new_tokens=params.max_new_tokens,
+            prompt_ids=prompt_ids,
+            params=params,
+            generator=generator,
+            detokenizer=IncrementalDetokenizer(self.tokenizer, prompt_ids),
+            stops=StopSequenceFilter(params.stop_sequences),
+        )
+        self._sequences[uid] = sequence
+        self.scheduler.add(sequence)
+
+    def cancel(self, uid: Any) -> None:
+        """Drop a request at once and free its KV slots; unknown or finished uids are ignored."""
+        sequence = self._sequences.get(uid)
+        if sequence is not None:
+            self._release(sequence)
+
+    def has_unfinished(self) -> bool:
+        return self.scheduler.has_unfinished()
+
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            kv_tokens_used=self.allocator.used,
+            kv_tokens_capacity=self.capacity,
+            running=len(self.scheduler.running),
+            waiting=len(self.scheduler.waiting),
+        )
+
+    # ----- one step -------------------------------------------------------------------------------------
+
+    def step(self) -> List[TokenEvent]:
+        """Run one forward pass over every running request; return the tokens it produced."""
+        plan = self.scheduler.schedule()
+        if not plan:
+            return []
+        for sequence in plan.admitted:
+            sequence.row = self._free_rows.pop()
+        batch, samplers = self._build_batch(plan.decodes, plan.prefills)
+        logits = self.runner.forward(batch)
+        rows = [
+            SampleRow(
+                params=sequence.params,
+                generator=sequence.generator,
+                prompt_ids=sequence.prompt_ids,
+                output_ids=sequence.output_ids,
+                suppress_ids=self._suppressed(sequence),
+            )
+            for sequence in samplers
+        ]
+        tokens, logprobs = self.sampler.sample(logits, rows)
+        return [self._emit(sequence, token, logprob) for sequence, token, logprob in zip(samplers, tokens, logprobs)]
+
+    def _build_batch(self, decodes: List[_Sequence], prefills) -> tuple:
+        num_tokens = len(decodes) + sum(count for _, count in prefills)
+        slots = self.allocator.take(num_tokens)
+        input_ids: List[int] = [sequence.output_ids[-1] for sequence in decodes]
+        positions: List[int] = [sequence.num_computed for sequence in decodes]
+        samplers: List[_Sequence] = list(decodes)
+        logits_rows: List[int] = list(range(len(decodes)))
+        batch_kwargs: Dict[str, Any] = {"num_decodes": len(decodes)}
+        device = self.device
+        if decodes:
+            rows = torch.tensor([sequence.row for sequence in decodes], device=device)
+            decode_positions = torch.tensor(positions, device=device)
+            self._slot_table[rows, decode_positions] = slots[: len(decodes)]
+            longest = max(positions) + 1
+            batch_kwargs["decode_kv_index"] = self._slot_table[rows, :longest]
+            lengths = decode_positions + 1
+            mask = torch.arange(longest, device=device).unsqueeze(0) < lengths.unsqueeze(1)
+            batch_kwargs["decode_kv_mask"] = mask[:, None, None, :]
+            for sequence in decodes:
+                sequence.num_computed += 1
+        spans: List[PrefillSpan] = []
+        offset = len(decodes)
+        for sequence, count in prefills:
+            start = sequence.num_computed
+            end = start + count
+            self._slot_table[sequence.row, start:end] = slots[offset : offset + count]
+            input_ids.extend(sequence.prompt_ids[start:end])
+            positions.extend(range(start, end))
+            span = PrefillSpan(offset, offset + count)
+            if start > 0:
+                span.context_slots = self._slot_table[sequence.row, :end]
+                query_positions = torch.arange(start, end, device=device).unsqueeze(1)
+                span.causal_mask = torch.arange(end, device=device).unsqueeze(0) <= query_positions
+            spans.append(span)
+            sequence.num_computed = end
+            offset += count
+            if end == sequence.prompt_len:
+                samplers.append(sequence)
+                logits_rows.append(offset - 1)
+        batch = StepBatch(
+            input_ids=torch.tensor(input_ids, dtype=torch.long, device=device),
+            positions=torch.tensor(positions, dtype=torch.long, device=device),
+            slots=slots,
+            logits_rows=torch.tensor(logits_rows, dtype=torch.long, device=device),
+            prefills=spans,
+            **batch_kwargs,
+        )
+        return batch, samplers
+
+    def _suppressed(self, sequence: _Sequence) -> List[int]:
+        if len(sequence.output_ids) < sequence.params.min_new_tokens:
+            return sorted(self.eos_token_ids)
+        return []
+
+    def _emit(self, sequence: _Sequence, token: int, logprob: float) -> TokenEvent:
+        sequence.output_ids.append(token)
+        sequence.num_output += 1
+        params = sequence.params
+        delta = sequence.detokenizer.push(token)
+        text, stopped = sequence.stops.push(delta, check=sequence.num_output >= params.min_new_tokens)
+        finish_reason = None
+        if stopped:
+            finish_reason = "stop"
+        elif token in self.eos_token_ids and not params.ignore_eos:
+            finish_reason = "stop"
+        elif sequence.num_output >= params.max_new_tokens:
+            finish_reason = "length"
+        if finish_reason is not None:
+            if not stopped:
+                tail, _ = sequence.stops.push(sequence.detokenizer.flush(), check=True)
+                text += tail + sequence.stops.flush()
+            self._release(sequence)
+        return TokenEvent(
+            uid=sequence.uid,
+            token_id=token,
+            text=text,
+            logprob=logprob,
+            special=token in self.special_token_ids,
+            finished=finish_reason is not None,
+            finish_reason=finish_reason,
+            prompt_tokens=sequence.prompt_len,
+            output_tokens=sequence.num_output,
+        )
+
+    def _release(self, sequence: _Sequence) -> None:
+        self.scheduler.remove(sequence)
+        self._sequences.pop(sequence.uid, None)
+        if sequence.row >= 0:
+            if sequence.num_computed:
+                self.allocator.give_back(self._slot_table[sequence.row, : sequence.num_computed])
+            self._free_rows.append(sequence.row)
+            sequence.row = -1
+        sequence.num_computed = 0
+
+
+def _resolve_dtype(name: Optional[str], device: torch.device) -> torch.dtype:
+    if name is None:
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in choices:
+        raise ValueError(f"dtype must be one of {', '.join(choices)}, got {name!r}")
+    return choices[name]
+
+
+def _default_capacity(device: torch.device, bytes_per_token: int) -> int:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        usable = free * GPU_KV_MEMORY_FRACTION - GPU_ACTIVATION_RESERVE_BYTES
+        return max(2, int(usable // bytes_per_token))
+    return max(2, min(DEFAULT_CPU_KV_TOKENS, DEFAULT_CPU_KV_BYTES // bytes_per_token))
+
+
+def _eos_ids(model, tokenizer) -> Set[int]:
+    ids: Set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

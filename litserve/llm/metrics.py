@@ -1,0 +1,136 @@
+"""The LLM engine's Prometheus metrics, recorded by each LLM worker and added up at ``GET /metrics``.
+
+Same mechanism as ``litserve.metrics``: each worker owns a memory-mapped file of float64 slots in the
+server's metrics directory (its own suffix, so the route totals never read it), written without locks or
+system calls; the scrape adds every worker's file. Exported:
+
+- gauges ``litserve_llm_kv_tokens_used``, ``litserve_llm_kv_tokens_capacity``,
+  ``litserve_llm_requests_running``, ``litserve_llm_requests_waiting``;
+- counters ``litserve_llm_prompt_tokens_total``, ``litserve_llm_generation_tokens_total``;
+- histograms ``litserve_llm_time_to_first_token_seconds`` (from the hand-off to a worker to the first
+  token) and ``litserve_llm_time_per_output_token_seconds`` (per request: time after the first token
+  divided by the tokens after it).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from array import array
+from bisect import bisect_left
+from typing import Any, List, Optional, Sequence
+
+SUFFIX = ".llm-metrics"
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+_SLOT = 8
+KV_USED, KV_CAPACITY, RUNNING, WAITING, PROMPT_TOKENS, GENERATION_TOKENS = range(6)
+TTFT = 6
+TPOT = TTFT + len(TTFT_BUCKETS) + 2  # a count per bucket, +Inf, then the sum
+SLOTS = TPOT + len(TPOT_BUCKETS) + 2
+
+
+class LLMMetrics:
+    """What one LLM worker records. Without a directory the values stay in memory (metrics off)."""
+
+    def __init__(self, directory: Optional[str], worker_id: int) -> None:
+        self._mapped: Optional[mmap.mmap] = None
+        if directory is None:
+            self.values = memoryview(bytearray(SLOTS * _SLOT)).cast("d")
+            return
+        fd = os.open(os.path.join(directory, f"worker-{worker_id}{SUFFIX}"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < SLOTS * _SLOT:
+                os.ftruncate(fd, SLOTS * _SLOT)
+            self._mapped = mmap.mmap(fd, SLOTS * _SLOT)
+        finally:
+            os.close(fd)
+        self.values = memoryview(self._mapped).cast("d")
+
+    def set_state(self, kv_used: int, kv_capacity: int, running: int, waiting: int) -> None:
+        values = self.values
+        values[KV_USED] = kv_used
+        values[KV_CAPACITY] = kv_capacity
+        values[RUNNING] = running
+        values[WAITING] = waiting
+
+    def count_prompt_tokens(self, count: int) -> None:
+        self.values[PROMPT_TOKENS] += count
+
+    def count_generated_tokens(self, count: int) -> None:
+        self.values[GENERATION_TOKENS] += count
+
+    def observe_ttft(self, seconds: float) -> None:
+        _observe(self.values, TTFT, TTFT_BUCKETS, seconds)
+
+    def observe_tpot(self, seconds: float) -> None:
+        _observe(self.values, TPOT, TPOT_BUCKETS, seconds)
+
+    def close(self) -> None:
+        """The worker is stopping: its gauges no longer count (counters stay, as counters must)."""
+        self.set_state(0, 0, 0, 0)
+        if self._mapped is not None:
+            self.values.release()
+            self._mapped.close()
+            self._mapped = None
+            self.values = memoryview(bytearray(SLOTS * _SLOT)).cast("d")
+
+
+def _observe(values: Any, start: int, bounds: Sequence[float], seconds: float) -> None:
+    values[start + bisect_left(bounds, seconds)] += 1.0
+    values[start + len(bounds) + 1] += seconds
+
+
+def read_totals(directory: str) -> List[float]:
+    """The sum, slot by slot, of every LLM worker's file in ``directory``."""
+    totals = [0.0] * SLOTS
+    for name in os.listdir(directory):
+        if not name.endswith(SUFFIX):
+            continue
+        try:
+            with open(os.path.join(directory, name), "rb") as file:
+                data = file.read(SLOTS * _SLOT)
+        except OSError:
+            continue
+        values = array("d")
+        values.frombytes(data[: len(data) - len(data) % _SLOT])
+        for i, value in enumerate(values):
+            totals[i] += value
+    return totals
+
+
+def families(directory: Optional[str]) -> list:
+    """prometheus-client metric families of the LLM workers whose files are in ``directory``."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+    totals = read_totals(directory) if directory else [0.0] * SLOTS
+    result: list = []
+    for name, index, text in (
+        ("litserve_llm_kv_tokens_used", KV_USED, "KV cache token slots holding a live token."),
+        ("litserve_llm_kv_tokens_capacity", KV_CAPACITY, "KV cache token slots in all (max_total_token_num)."),
+        ("litserve_llm_requests_running", RUNNING, "Requests admitted and generating."),
+        ("litserve_llm_requests_waiting", WAITING, "Requests queued in the engine for admission."),
+    ):
+        result.append(GaugeMetricFamily(name, text, value=totals[index]))
+    result.append(
+        CounterMetricFamily("litserve_llm_prompt_tokens", "Prompt tokens of admitted requests.", totals[PROMPT_TOKENS])
+    )
+    result.append(
+        CounterMetricFamily("litserve_llm_generation_tokens", "Tokens generated.", value=totals[GENERATION_TOKENS])
+    )
+    for name, start, bounds, text in (
+        ("litserve_llm_time_to_first_token_seconds", TTFT, TTFT_BUCKETS, "Hand-off to a worker until the first token."),
+        ("litserve_llm_time_per_output_token_seconds", TPOT, TPOT_BUCKETS, "Time per token after the first."),
+    ):
+        cumulative = 0.0
+        buckets = []
+        for i, bound in enumerate(bounds):
+            cumulative += totals[start + i]
+            buckets.append((repr(float(bound)), cumulative))
+        cumulative += totals[start + len(bounds)]
+        buckets.append(("+Inf", cumulative))
+        family = HistogramMetricFamily(name, text)
+        family.add_metric([], buckets, sum_value=totals[start + len(bounds) + 1])
+        result.append(family)
+    return result

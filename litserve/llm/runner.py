@@ -1,0 +1,132 @@
+"""One forward pass over a step's flattened tokens, through the unmodified transformers model.
+
+All tokens of a step (one per decoding sequence, a chunk per prefilling one) go through the model as a
+single row of ``N`` tokens with their own positions. The model's attention modules call our attention
+function (registered in transformers' ``AttentionInterface`` as ``"litserve_token"``), which writes each
+token's keys and values into its KV pool slot and attends, per sequence, over that sequence's slots only:
+
+- decodes (rows ``0 .. num_decodes-1``): one batched gather of every sequence's slots, padded to the longest
+  and masked, and one scaled-dot-product attention call;
+- prefill chunks: per sequence, causal attention over its earlier slots plus the chunk itself.
+
+The index tensors are built once per step (``StepBatch``) and shared by every layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from litserve.llm.kv import KVPools
+
+ATTENTION_NAME = "litserve_token"
+STEP_KWARG = "litserve_step"
+
+
+@dataclass
+class PrefillSpan:
+    """A chunk of one sequence's prompt: rows ``start:end`` of the step; ``context`` is None on a first chunk."""
+
+    start: int
+    end: int
+    context_slots: Optional[torch.Tensor] = None  # all the sequence's slots, earlier chunks then this one
+    causal_mask: Optional[torch.Tensor] = None  # [chunk, context] bool, True where attention is allowed
+
+
+@dataclass
+class StepBatch:
+    """The flattened tokens of one step and the indices the attention function needs."""
+
+    input_ids: torch.Tensor  # [N]
+    positions: torch.Tensor  # [N]
+    slots: torch.Tensor  # [N] pool slot each token's keys and values go to
+    logits_rows: torch.Tensor  # [S] rows whose next-token logits are wanted
+    num_decodes: int = 0
+    decode_kv_index: Optional[torch.Tensor] = None  # [D, Lmax] slots of each decoding sequence, padded
+    decode_kv_mask: Optional[torch.Tensor] = None  # [D, 1, 1, Lmax] bool, False on padding
+    prefills: List[PrefillSpan] = field(default_factory=list)
+    pools: Optional[KVPools] = None
+
+
+def token_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: Optional[torch.Tensor],
+    scaling: Optional[float] = None,
+    dropout: float = 0.0,
+    **kwargs,
+):
+    """Attention over token-level KV pools; query/key/value are ``[1, heads, N, head_dim]``."""
+    step: StepBatch = kwargs[STEP_KWARG]
+    layer = module.layer_idx
+    key_pool, value_pool = step.pools.keys[layer], step.pools.values[layer]
+    new_keys = key[0].transpose(0, 1)  # [N, kv_heads, head_dim]
+    new_values = value[0].transpose(0, 1)
+    key_pool[step.slots] = new_keys
+    value_pool[step.slots] = new_values
+
+    queries = query[0]  # [heads, N, head_dim]
+    output = torch.empty_like(queries.transpose(0, 1))  # [N, heads, head_dim]
+    gqa = queries.shape[0] != key.shape[1]
+    decodes = step.num_decodes
+    if decodes:
+        index = step.decode_kv_index
+        keys = key_pool[index].transpose(1, 2)  # [D, kv_heads, Lmax, head_dim]
+        values = value_pool[index].transpose(1, 2)
+        decode_queries = queries[:, :decodes].transpose(0, 1).unsqueeze(2)  # [D, heads, 1, head_dim]
+        attended = F.scaled_dot_product_attention(
+            decode_queries, keys, values, attn_mask=step.decode_kv_mask, scale=scaling, enable_gqa=gqa
+        )
+        output[:decodes] = attended.squeeze(2)
+    for span in step.prefills:
+        chunk_queries = queries[:, span.start : span.end].unsqueeze(0)  # [1, heads, C, head_dim]
+        if span.context_slots is None:
+            keys = key[:, :, span.start : span.end]
+            values = value[:, :, span.start : span.end]
+            attended = F.scaled_dot_product_attention(
+                chunk_queries, keys, values, is_causal=True, scale=scaling, enable_gqa=gqa
+            )
+        else:
+            keys = key_pool[span.context_slots].transpose(0, 1).unsqueeze(0)
+            values = value_pool[span.context_slots].transpose(0, 1).unsqueeze(0)
+            attended = F.scaled_dot_product_attention(
+                chunk_queries, keys, values, attn_mask=span.causal_mask, scale=scaling, enable_gqa=gqa
+            )
+        output[span.start : span.end] = attended[0].transpose(0, 1)
+    return output.unsqueeze(0), None
+
+
+def register_attention() -> None:
+    """Make ``attn_implementation="litserve_token"`` available to every transformers model."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION_NAME, token_attention)
+
+
+class ModelRunner:
+    """Runs a causal LM's forward pass over a ``StepBatch`` and returns the wanted logits."""
+
+    def __init__(self, model: torch.nn.Module, pools: KVPools) -> None:
+        register_attention()
+        model.set_attn_implementation(ATTENTION_NAME)
+        self.model = model
+        self.pools = pools
+        self.body = model.base_model
+        self.lm_head = model.get_output_embeddings()
+
+    @torch.inference_mode()
+    def forward(self, batch: StepBatch) -> torch.Tensor:
+        """Feed the step's tokens; return float32 logits ``[S, vocab]`` for ``batch.logits_rows``."""
+        batch.pools = self.pools
+        hidden = self.body(
+            input_ids=batch.input_ids.unsqueeze(0),
+            position_ids=batch.positions.unsqueeze(0),
+            use_cache=False,
+            **{STEP_KWARG: batch},
+        ).last_hidden_state[0]
+        return self.lm_head(hidden[batch.logits_rows]).float()

@@ -1,0 +1,94 @@
+"""Next-token choice for a batch of requests, each with its own parameters and random generator.
+
+Greedy rows take the argmax; sampled rows are scaled by temperature, cut to top-k and top-p, and drawn with
+one uniform number from the request's own ``torch.Generator`` (seeded from ``SamplingParams.seed``), so a
+request's tokens depend only on its logits and its seed, never on its neighbours in the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from litserve.llm.sampling import SamplingParams
+
+
+@dataclass
+class SampleRow:
+    """One request's sampling inputs for this step."""
+
+    params: SamplingParams
+    generator: Optional[torch.Generator]  # CPU generator; None draws from the sampler's shared one
+    prompt_ids: Sequence[int]
+    output_ids: Sequence[int]
+    suppress_ids: Sequence[int] = ()  # tokens that must not be chosen now (EOS before min_new_tokens)
+
+
+class Sampler:
+    """Chooses one token per row of a ``[rows, vocab]`` logits tensor."""
+
+    def __init__(self, seed: Optional[int] = None) -> None:
+        self._shared = torch.Generator()
+        if seed is not None:
+            self._shared.manual_seed(seed)
+        else:
+            self._shared.seed()
+
+    def sample(self, logits: torch.Tensor, rows: List[SampleRow]) -> Tuple[List[int], List[float]]:
+        """Return each row's token and its log-probability under the model's unmodified distribution."""
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        logits = self._adjust(logits, rows)
+        chosen = logits.argmax(dim=-1)
+        sampled = [i for i, row in enumerate(rows) if not row.params.greedy]
+        if sampled:
+            chosen[sampled] = self._draw(logits[sampled], [rows[i] for i in sampled])
+        chosen_logprobs = logprobs.gather(1, chosen.unsqueeze(1)).squeeze(1)
+        return chosen.tolist(), chosen_logprobs.tolist()
+
+    def _adjust(self, logits: torch.Tensor, rows: List[SampleRow]) -> torch.Tensor:
+        adjusted = None
+        for i, row in enumerate(rows):
+            if not row.params.penalized and not row.suppress_ids:
+                continue
+            if adjusted is None:
+                adjusted = logits.clone()
+            _apply_penalties(adjusted[i], row)
+            if row.suppress_ids:
+                adjusted[i, list(row.suppress_ids)] = float("-inf")
+        return logits if adjusted is None else adjusted
+
+    def _draw(self, logits: torch.Tensor, rows: List[SampleRow]) -> torch.Tensor:
+        device = logits.device
+        temperatures = torch.tensor([row.params.temperature for row in rows], device=device)
+        scaled = logits.float() / temperatures.unsqueeze(1)
+        sorted_logits, sorted_ids = scaled.sort(dim=-1, descending=True)
+        vocab = sorted_logits.shape[-1]
+        ranks = torch.arange(vocab, device=device).unsqueeze(0)
+        top_k = torch.tensor([row.params.top_k if row.params.top_k > 0 else vocab for row in rows], device=device)
+        sorted_logits = sorted_logits.masked_fill(ranks >= top_k.unsqueeze(1), float("-inf"))
+        probs = torch.softmax(sorted_logits, dim=-1)
+        top_p = torch.tensor([row.params.top_p for row in rows], device=device)
+        mass_before = probs.cumsum(dim=-1) - probs
+        probs = probs.masked_fill(mass_before >= top_p.unsqueeze(1), 0.0)  # the first token always stays
+        cumulative = probs.cumsum(dim=-1)
+        uniforms = torch.cat([torch.rand(1, generator=row.generator or self._shared) for row in rows]).to(device)
+        targets = uniforms.to(cumulative.dtype) * cumulative[:, -1]
+        picks = torch.searchsorted(cumulative, targets.unsqueeze(1), right=True).clamp_(max=vocab - 1)
+        return sorted_ids.gather(1, picks).squeeze(1)
+
+
+def _apply_penalties(row_logits: torch.Tensor, row: SampleRow) -> None:
+    params = row.params
+    device = row_logits.device
+    if params.repetition_penalty != 1.0:
+        seen = torch.tensor(list(set(row.prompt_ids) | set(row.output_ids)), dtype=torch.long, device=device)
+        if seen.numel():
+            scores = row_logits[seen]
+            penalty = params.repetition_penalty
+            row_logits[seen] = torch.where(scores < 0, scores * penalty, scores / penalty)
+    if (params.frequency_penalty or params.presence_penalty) and len(row.output_ids):
+        outputs = torch.tensor(row.output_ids, dtype=torch.long, device=device)
+        counts = torch.bincount(outputs, minlength=row_logits.shape[0])[: row_logits.shape[0]].to(row_logits.dtype)
+        row_logits -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0).to(counts.dtype)

@@ -1,0 +1,121 @@
+"""Which requests run this step, and how many of their tokens: FIFO admission against a KV token budget.
+
+The rules (LightLLM's router, plus chunked prefill):
+
+- Waiting requests are admitted in arrival order; the first one that does not fit blocks those behind it.
+- A request fits if the worst-case peak KV use of the running set plus it stays within the capacity. The worst
+  case assumes every request generates all its ``max_new_tokens``: sort by tokens still to generate
+  (largest first); when the j-th of them finishes, the first j still hold what they hold now plus
+  ``remaining_j`` each, so ``peak = max_j (sum_{i<=j} held_i + j * remaining_j)``.
+- At most ``max_running_requests`` run at once.
+- Every running request whose prompt is in the cache decodes one token per step; prompts are fed in chunks
+  from a per-step budget of ``prefill_chunk_tokens``, so a long prompt never stalls the decodes.
+
+The scheduler sees plain numbers (lengths and counts) and never a model, so its invariants are unit-tested.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Deque, Iterable, List, Tuple
+
+
+@dataclass(eq=False)
+class SequenceState:
+    """What the scheduler knows of one request."""
+
+    uid: Any
+    prompt_len: int
+    max_new_tokens: int
+    num_computed: int = 0  # tokens whose keys and values are in the KV pools
+    num_output: int = 0  # tokens generated so far
+
+    @property
+    def prefilled(self) -> bool:
+        return self.num_computed >= self.prompt_len
+
+    @property
+    def remaining(self) -> int:
+        """Tokens it may still generate."""
+        return self.max_new_tokens - self.num_output
+
+
+@dataclass
+class StepPlan:
+    """The work of one step: one token for each decode, a chunk of prompt for each prefill."""
+
+    decodes: List[SequenceState] = field(default_factory=list)
+    prefills: List[Tuple[SequenceState, int]] = field(default_factory=list)
+    admitted: List[SequenceState] = field(default_factory=list)
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.decodes) + sum(count for _, count in self.prefills)
+
+    def __bool__(self) -> bool:
+        return bool(self.decodes or self.prefills)
+
+
+def peak_kv_tokens(sequences: Iterable[SequenceState]) -> int:
+    """Worst-case peak of KV tokens held if every sequence runs to ``max_new_tokens`` (LightLLM's estimate)."""
+    pairs = sorted(((s.prompt_len + s.num_output, s.remaining) for s in sequences), key=lambda p: -p[1])
+    peak = held_so_far = 0
+    for count, (held, remaining) in enumerate(pairs, start=1):
+        held_so_far += held
+        peak = max(peak, held_so_far + count * remaining)
+    return peak
+
+
+class Scheduler:
+    """FIFO router with worst-case KV admission, a cap on running requests and chunked prefill."""
+
+    def __init__(self, capacity: int, max_running_requests: int = 64, prefill_chunk_tokens: int = 256) -> None:
+        if max_running_requests < 1:
+            raise ValueError(f"max_running_requests must be at least 1, got {max_running_requests}")
+        if prefill_chunk_tokens < 1:
+            raise ValueError(f"prefill_chunk_tokens must be at least 1, got {prefill_chunk_tokens}")
+        self.capacity = capacity
+        self.max_running_requests = max_running_requests
+        self.prefill_chunk_tokens = prefill_chunk_tokens
+        self.waiting: Deque[SequenceState] = deque()
+        self.running: List[SequenceState] = []
+
+    def can_ever_fit(self, prompt_len: int, max_new_tokens: int) -> bool:
+        return prompt_len + max_new_tokens <= self.capacity
+
+    def add(self, sequence: SequenceState) -> None:
+        self.waiting.append(sequence)
+
+    def remove(self, sequence: SequenceState) -> None:
+        """Forget a finished or cancelled sequence (the caller frees its KV slots)."""
+        if sequence in self.running:
+            self.running.remove(sequence)
+        elif sequence in self.waiting:
+            self.waiting.remove(sequence)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> StepPlan:
+        """Decide this step's tokens; admits waiting requests that fit."""
+        plan = StepPlan()
+        budget = self.prefill_chunk_tokens
+        for sequence in self.running:
+            if sequence.prefilled:
+                plan.decodes.append(sequence)
+            elif budget > 0:
+                count = min(budget, sequence.prompt_len - sequence.num_computed)
+                plan.prefills.append((sequence, count))
+                budget -= count
+        while budget > 0 and self.waiting and len(self.running) < self.max_running_requests:
+            candidate = self.waiting[0]
+            if peak_kv_tokens([*self.running, candidate]) > self.capacity:
+                break
+            self.waiting.popleft()
+            self.running.append(candidate)
+            plan.admitted.append(candidate)
+            count = min(budget, candidate.prompt_len - candidate.num_computed)
+            plan.prefills.append((candidate, count))
+            budget -= count
+        return plan

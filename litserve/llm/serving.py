@@ -1,0 +1,108 @@
+"""How an ``LLMAPI`` is served: its routes (``LLMSpec``) and its worker loop (``LLMLoop``)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, List, Optional
+
+from litserve import codec
+from litserve.llm import metrics as llm_metrics
+from litserve.llm.replies import ROUTES, Reply
+from litserve.specs.base import LitSpec
+from litserve.specs.openai import add_models_routes, openai_error_body, sse_error_event
+from litserve.transport.worker_channel import WorkerChannel, WorkItem
+from litserve.workers.continuous import ContinuousLoop
+from litserve.workers.hooks import HookRunner
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from litserve.api import LitAPI
+    from litserve.routes import Runtime
+
+
+class _OpenAIErrors(codec.ErrorFormat):
+    def error_body(self, status: int, detail: Any) -> bytes:
+        return openai_error_body(status, detail)
+
+    def stream_error(self, status: int, detail: Any) -> bytes:
+        return sse_error_event(openai_error_body(status, detail))
+
+
+OPENAI_ERRORS = _OpenAIErrors()
+
+
+def is_openai_path(path: str) -> bool:
+    return path.startswith("/v1/")
+
+
+class LLMSpec(LitSpec):
+    """LightLLM's ``/generate`` and ``/generate_stream`` plus OpenAI's completions, chat and models routes.
+
+    All of them reach the same workers; each request carries the path it came on. Errors on ``/v1/*`` use
+    OpenAI's ``{"error": ...}`` shape, the others FastAPI's ``{"detail": ...}``.
+    """
+
+    api_path = "/generate"
+    may_stream = True
+
+    def __init__(self, model_name: str) -> None:
+        super().__init__()
+        self._model_name = model_name
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    @property
+    def api_paths(self) -> List[str]:
+        return list(ROUTES)
+
+    def request_model_for(self, path: str) -> Optional[type]:
+        return ROUTES[path][0]
+
+    def error_format_for(self, path: str) -> codec.ErrorFormat:
+        return OPENAI_ERRORS if is_openai_path(path) else codec.PLAIN_ERRORS
+
+    def make_loop(self, runner: HookRunner, channel: WorkerChannel) -> LLMLoop:
+        return LLMLoop(runner, channel, self)
+
+    def add_routes(self, app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) -> None:
+        add_models_routes(app, runtime, lit_apis)
+
+    def metric_families(self, metrics_dir: Optional[str]) -> list:
+        return llm_metrics.families(metrics_dir)
+
+    def info(self) -> dict:
+        return {"spec": type(self).__name__, "api_paths": self.api_paths, "model": self.model_name}
+
+
+class LLMLoop(ContinuousLoop):
+    """The continuous-batching loop, reading each request by the route it came on."""
+
+    def __init__(self, runner: HookRunner, channel: WorkerChannel, spec: LLMSpec) -> None:
+        super().__init__(runner, channel)
+        self.spec = spec
+        worker_metrics = channel.metrics
+        directory = worker_metrics.directory if worker_metrics is not None else None
+        self.metrics = llm_metrics.LLMMetrics(directory, worker_metrics.worker_id if worker_metrics else 0)
+        self.api.metrics = self.metrics
+
+    def request_of(self, item: WorkItem) -> Reply:
+        request_model, reply_class = ROUTES[item.path]
+        request = codec.decode_payload(item.content_type, item.body, request_model)
+        return reply_class(request, self.spec.model_name, item.submitted)
+
+    def error_body_for(self, item: WorkItem) -> codec.ErrorBody:
+        return self.spec.error_format_for(item.path).error_body
+
+    def stream_error_for(self, item: WorkItem, reply: codec.Reply) -> bytes:
+        return sse_error_event(reply[2]) if is_openai_path(item.path) else b""
+
+    def observe(self) -> None:
+        self.api.record_state()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.metrics.close()
