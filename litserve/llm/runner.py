@@ -35,6 +35,16 @@ class PrefillSpan:
     context_slots: Optional[torch.Tensor] = None  # all the sequence's slots, earlier chunks then this one
     causal_mask: Optional[torch.Tensor] = None  # [chunk, context] bool, True where attention is allowed
 
+    def mask(self, device: torch.device, window: Optional[int]) -> Optional[torch.Tensor]:
+        """The chunk's attention mask, or None where plain causal attention over the chunk is right."""
+        chunk = self.end - self.start
+        context = chunk if self.context_slots is None else self.context_slots.numel()
+        if window is None or window >= context:
+            return self.causal_mask
+        query_positions = torch.arange(context - chunk, context, device=device).unsqueeze(1)
+        key_positions = torch.arange(context, device=device).unsqueeze(0)
+        return (key_positions <= query_positions) & (key_positions > query_positions - window)
+
 
 @dataclass
 class DecodeGroup:
@@ -45,6 +55,7 @@ class DecodeGroup:
     longest: int
     kv_index: torch.Tensor  # [(end - start) * longest] slots, row after row, padding points at any slot
     kv_mask: torch.Tensor  # [end - start, 1, 1, longest] bool, False on padding
+    lengths: torch.Tensor  # [end - start] tokens of each sequence, this step's included
 
 
 # Decodes gathered per group: fewer sequences per group pads less, more groups cost more calls.
@@ -62,7 +73,7 @@ def decode_groups(slot_table: torch.Tensor, rows: List[int], lengths: List[int])
         index = slot_table[table_rows, :longest].reshape(-1)
         group_lengths = torch.tensor(lengths[start:end], device=device)
         mask = torch.arange(longest, device=device).unsqueeze(0) < group_lengths.unsqueeze(1)
-        groups.append(DecodeGroup(start, end, longest, index, mask[:, None, None, :]))
+        groups.append(DecodeGroup(start, end, longest, index, mask[:, None, None, :], group_lengths))
     return groups
 
 
@@ -89,8 +100,12 @@ def token_attention(
     dropout: float = 0.0,
     **kwargs,
 ):
-    """Attention over token-level KV pools; query/key/value are ``[1, heads, N, head_dim]``."""
+    """Attention over token-level KV pools; query/key/value are ``[1, heads, N, head_dim]``.
+
+    ``sliding_window`` (Mistral, Qwen2) limits each query to the keys of its last ``sliding_window`` positions.
+    """
     step: StepBatch = kwargs[STEP_KWARG]
+    window = kwargs.get("sliding_window")
     layer = module.layer_idx
     key_pool, value_pool = step.pools.keys[layer], step.pools.values[layer]
     new_keys = key[0].transpose(0, 1)  # [N, kv_heads, head_dim]
@@ -106,8 +121,12 @@ def token_attention(
         keys = key_pool.index_select(0, group.kv_index).view(shape).transpose(1, 2)  # [G, kv_heads, L, head_dim]
         values = value_pool.index_select(0, group.kv_index).view(shape).transpose(1, 2)
         group_queries = queries[:, group.start : group.end].transpose(0, 1).unsqueeze(2)  # [G, heads, 1, head_dim]
+        mask = group.kv_mask
+        if window is not None and window < group.longest:
+            positions = torch.arange(group.longest, device=mask.device).unsqueeze(0)
+            mask = mask & (positions >= (group.lengths - window).unsqueeze(1))[:, None, None, :]
         attended = F.scaled_dot_product_attention(
-            group_queries, keys, values, attn_mask=group.kv_mask, scale=scaling, enable_gqa=gqa
+            group_queries, keys, values, attn_mask=mask, scale=scaling, enable_gqa=gqa
         )
         output[group.start : group.end] = attended.squeeze(2)
     for span in step.prefills:
@@ -115,15 +134,13 @@ def token_attention(
         if span.context_slots is None:
             keys = key[:, :, span.start : span.end]
             values = value[:, :, span.start : span.end]
-            attended = F.scaled_dot_product_attention(
-                chunk_queries, keys, values, is_causal=True, scale=scaling, enable_gqa=gqa
-            )
         else:
             keys = key_pool.index_select(0, span.context_slots).transpose(0, 1).unsqueeze(0)
             values = value_pool.index_select(0, span.context_slots).transpose(0, 1).unsqueeze(0)
-            attended = F.scaled_dot_product_attention(
-                chunk_queries, keys, values, attn_mask=span.causal_mask, scale=scaling, enable_gqa=gqa
-            )
+        mask = span.mask(queries.device, window)
+        attended = F.scaled_dot_product_attention(
+            chunk_queries, keys, values, attn_mask=mask, is_causal=mask is None, scale=scaling, enable_gqa=gqa
+        )
         output[span.start : span.end] = attended[0].transpose(0, 1)
     return output.unsqueeze(0), None
 

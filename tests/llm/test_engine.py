@@ -196,3 +196,29 @@ def test_chat_prompts_use_the_tokenizer_chat_template(llama_dir):
     text = engine.encode_chat(messages)
     assert engine.tokenizer.decode(text) == "<|im_start|>user\nWhat is AI?<|im_end|>\n<|im_start|>assistant\n"
     assert engine.model_name.startswith("tiny-llama")
+
+
+@pytest.mark.parametrize("arch_dir", ["mistral_window_dir", "qwen2_dir"])
+def test_greedy_tokens_match_transformers_for_mistral_with_sliding_window_and_qwen2(arch_dir, request):
+    model_dir = request.getfixturevalue(arch_dir)
+    engine = LLMEngine(model_dir, max_total_token_num=1000, prefill_chunk_tokens=8)
+    requests = {
+        i: (engine.encode_prompt(text), SamplingParams(max_new_tokens=6 + 3 * i, ignore_eos=True))
+        for i, text in enumerate(PROMPTS[1:9])
+    }
+    generated = {uid: [] for uid in requests}
+    for uid, (prompt_ids, params) in requests.items():
+        engine.add_request(uid, prompt_ids, params)
+        for event in engine.step():  # each arrives while the earlier ones decode
+            generated[event.uid].append(event.token_id)
+    while engine.has_unfinished():
+        for event in engine.step():
+            generated[event.uid].append(event.token_id)
+    reference = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    compared = total = 0
+    for uid, (prompt_ids, params) in requests.items():
+        expected, trusted = reference_greedy(reference, prompt_ids, params.max_new_tokens)
+        assert generated[uid][:trusted] == expected[:trusted], f"request {uid} diverged from transformers"
+        compared += trusted
+        total += len(expected)
+    assert compared >= 0.8 * total
