@@ -222,3 +222,21 @@ def test_greedy_tokens_match_transformers_for_mistral_with_sliding_window_and_qw
         compared += trusted
         total += len(expected)
     assert compared >= 0.8 * total
+
+
+def test_a_heavy_repetition_penalty_keeps_greedy_output_free_of_repeats(gpt2_dir):
+    engine = LLMEngine(gpt2_dir, max_total_token_num=1000)
+    prompt = engine.encode_prompt("The quick brown fox")
+
+    def generate(params):
+        engine.add_request("r", prompt, params)
+        tokens = []
+        while engine.has_unfinished():
+            tokens += [event.token_id for event in engine.step()]
+        return tokens
+
+    plain = generate(SamplingParams(max_new_tokens=24, ignore_eos=True))
+    assert len(set(plain)) < len(plain)  # the random model repeats itself ...
+    penalized = generate(SamplingParams(max_new_tokens=24, ignore_eos=True, repetition_penalty=100.0))
+    assert len(set(penalized)) == len(penalized)  # ... not with the penalty
+    assert not set(penalized) & set(prompt)
