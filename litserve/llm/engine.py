@@ -24,7 +24,7 @@ import torch
 
 from litserve.llm.detokenizer import IncrementalDetokenizer
 from litserve.llm.kv import KVPools, TokenSlotAllocator
-from litserve.llm.runner import ModelRunner, PrefillSpan, StepBatch, decode_groups
+from litserve.llm.runner import DECODE_GROUP_SIZE, ModelRunner, PrefillSpan, StepBatch, decode_groups
 from litserve.llm.sampler import Sampler, SampleRow
 from litserve.llm.sampling import SamplingParams
 from litserve.llm.scheduler import Scheduler, SequenceState
@@ -252,7 +252,10 @@ class LLMEngine:
             for sequence in decodes:
                 sequence.num_computed += 1
             groups = decode_groups(
-                self._slot_table, [sequence.row for sequence in decodes], [s.num_computed for s in decodes]
+                self._slot_table,
+                [sequence.row for sequence in decodes],
+                [sequence.num_computed for sequence in decodes],
+                DECODE_GROUP_SIZE.get(device.type, 16),
             )
         spans: List[PrefillSpan] = []
         offset = len(decodes)

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from litserve.llm.engine import LLMEngine, RequestTooLargeError, SamplingParams
+from litserve.llm.runner import DECODE_GROUP_SIZE
 
 PROMPTS = [
     "Hello",
@@ -52,8 +53,9 @@ def live_tokens(engine) -> int:
 
 
 @pytest.mark.parametrize("arch_dir", ["llama_dir", "gpt2_dir"])
-def test_greedy_tokens_match_transformers_under_continuous_batching(arch_dir, request):
+def test_greedy_tokens_match_transformers_under_continuous_batching(arch_dir, request, monkeypatch):
     model_dir = request.getfixturevalue(arch_dir)
+    monkeypatch.setitem(DECODE_GROUP_SIZE, "cpu", 3)  # several decode groups of unequal lengths each step
     engine = LLMEngine(model_dir, max_total_token_num=700, max_running_requests=10, prefill_chunk_tokens=16)
     requests = {}
     for i, text in enumerate(PROMPTS):
