@@ -24,6 +24,7 @@ import torch
 
 from litserve.llm.detokenizer import IncrementalDetokenizer
 from litserve.llm.kv import KVPools, TokenSlotAllocator
+from litserve.llm.quiet import no_progress_bars
 from litserve.llm.runner import DECODE_GROUP_SIZE, ModelRunner, PrefillSpan, StepBatch, decode_groups
 from litserve.llm.sampler import Sampler, SampleRow
 from litserve.llm.sampling import SamplingParams
@@ -110,8 +111,9 @@ class LLMEngine:
         self.device = torch.device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
         self.model_name = os.path.basename(os.path.normpath(model_dir))
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=self.dtype)
+        with no_progress_bars():
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=self.dtype)
         model.to(self.device).eval()
         config = model.config
         num_layers = config.num_hidden_layers

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict
 
+from litserve.llm.quiet import no_progress_bars
+
 ARCHITECTURES = ("llama", "mistral", "qwen2", "gpt2")
 
 EOS_TOKEN = "<|endoftext|>"
@@ -88,7 +90,8 @@ def build_tiny_model(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config.pad_token_id = config.eos_token_id
-    model.save_pretrained(directory)
+    with no_progress_bars():
+        model.save_pretrained(directory)
     return directory
 
 
