@@ -24,7 +24,8 @@ import torch
 
 from litserve.llm.detokenizer import IncrementalDetokenizer
 from litserve.llm.kv import KVPools, TokenSlotAllocator
-from litserve.llm.runner import ModelRunner, PrefillSpan, StepBatch
+from litserve.llm.quiet import no_progress_bars
+from litserve.llm.runner import DECODE_GROUP_SIZE, ModelRunner, PrefillSpan, StepBatch, decode_groups
 from litserve.llm.sampler import Sampler, SampleRow
 from litserve.llm.sampling import SamplingParams
 from litserve.llm.scheduler import Scheduler, SequenceState
@@ -110,8 +111,9 @@ class LLMEngine:
         self.device = torch.device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
         self.model_name = os.path.basename(os.path.normpath(model_dir))
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=self.dtype)
+        with no_progress_bars():
+            self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=self.dtype)
         model.to(self.device).eval()
         config = model.config
         num_layers = config.num_hidden_layers
@@ -219,6 +221,7 @@ class LLMEngine:
         plan = self.scheduler.schedule()
         if not plan:
             return []
+        plan.decodes.sort(key=lambda sequence: sequence.num_computed)  # similar lengths share a gather
         for sequence in plan.admitted:
             sequence.row = self._free_rows.pop()
         batch, samplers = self._build_batch(plan.decodes, plan.prefills)
@@ -243,19 +246,19 @@ class LLMEngine:
         positions: List[int] = [sequence.num_computed for sequence in decodes]
         samplers: List[_Sequence] = list(decodes)
         logits_rows: List[int] = list(range(len(decodes)))
-        batch_kwargs: Dict[str, Any] = {"num_decodes": len(decodes)}
         device = self.device
+        groups = []
         if decodes:
             rows = torch.tensor([sequence.row for sequence in decodes], device=device)
-            decode_positions = torch.tensor(positions, device=device)
-            self._slot_table[rows, decode_positions] = slots[: len(decodes)]
-            longest = max(positions) + 1
-            batch_kwargs["decode_kv_index"] = self._slot_table[rows, :longest]
-            lengths = decode_positions + 1
-            mask = torch.arange(longest, device=device).unsqueeze(0) < lengths.unsqueeze(1)
-            batch_kwargs["decode_kv_mask"] = mask[:, None, None, :]
+            self._slot_table[rows, torch.tensor(positions, device=device)] = slots[: len(decodes)]
             for sequence in decodes:
                 sequence.num_computed += 1
+            groups = decode_groups(
+                self._slot_table,
+                [sequence.row for sequence in decodes],
+                [sequence.num_computed for sequence in decodes],
+                DECODE_GROUP_SIZE.get(device.type, 16),
+            )
         spans: List[PrefillSpan] = []
         offset = len(decodes)
         for sequence, count in prefills:
@@ -280,8 +283,8 @@ class LLMEngine:
             positions=torch.tensor(positions, dtype=torch.long, device=device),
             slots=slots,
             logits_rows=torch.tensor(logits_rows, dtype=torch.long, device=device),
+            decode_groups=groups,
             prefills=spans,
-            **batch_kwargs,
         )
         return batch, samplers
 

@@ -5,8 +5,8 @@ single row of ``N`` tokens with their own positions. The model's attention modul
 function (registered in transformers' ``AttentionInterface`` as ``"litserve_token"``), which writes each
 token's keys and values into its KV pool slot and attends, per sequence, over that sequence's slots only:
 
-- decodes (rows ``0 .. num_decodes-1``): one batched gather of every sequence's slots, padded to the longest
-  and masked, and one scaled-dot-product attention call;
+- decodes (rows ``0 .. num_decodes-1``, sorted by length): in groups of similar length, one gather of the
+  group's slots padded to its longest and masked, and one scaled-dot-product attention call per group;
 - prefill chunks: per sequence, causal attention over its earlier slots plus the chunk itself.
 
 The index tensors are built once per step (``StepBatch``) and shared by every layer.
@@ -35,6 +35,50 @@ class PrefillSpan:
     context_slots: Optional[torch.Tensor] = None  # all the sequence's slots, earlier chunks then this one
     causal_mask: Optional[torch.Tensor] = None  # [chunk, context] bool, True where attention is allowed
 
+    def mask(self, device: torch.device, window: Optional[int]) -> Optional[torch.Tensor]:
+        """The chunk's attention mask, or None where plain causal attention over the chunk is right."""
+        chunk = self.end - self.start
+        context = chunk if self.context_slots is None else self.context_slots.numel()
+        if window is None or window >= context:
+            return self.causal_mask
+        query_positions = torch.arange(context - chunk, context, device=device).unsqueeze(1)
+        key_positions = torch.arange(context, device=device).unsqueeze(0)
+        return (key_positions <= query_positions) & (key_positions > query_positions - window)
+
+
+@dataclass
+class DecodeGroup:
+    """Decoding sequences in rows ``start:end``, gathered together; all have at most ``longest`` tokens."""
+
+    start: int
+    end: int
+    longest: int
+    kv_index: torch.Tensor  # [(end - start) * longest] slots, row after row, padding points at any slot
+    kv_mask: torch.Tensor  # [end - start, 1, 1, longest] bool, False on padding
+    lengths: torch.Tensor  # [end - start] tokens of each sequence, this step's included
+
+
+# Decoding sequences gathered per group: smaller groups pad less, more groups cost more calls, which matter
+# more on a GPU (a kernel launch each) than on a CPU (where padding is memory traffic).
+DECODE_GROUP_SIZE = {"cpu": 16, "cuda": 64}
+
+
+def decode_groups(
+    slot_table: torch.Tensor, rows: List[int], lengths: List[int], group_size: int = 16
+) -> List[DecodeGroup]:
+    """Groups for decoding sequences in ``slot_table`` ``rows``, whose ``lengths`` are sorted ascending."""
+    groups = []
+    device = slot_table.device
+    for start in range(0, len(rows), group_size):
+        end = min(start + group_size, len(rows))
+        longest = lengths[end - 1]
+        table_rows = torch.tensor(rows[start:end], device=device)
+        index = slot_table[table_rows, :longest].reshape(-1)
+        group_lengths = torch.tensor(lengths[start:end], device=device)
+        mask = torch.arange(longest, device=device).unsqueeze(0) < group_lengths.unsqueeze(1)
+        groups.append(DecodeGroup(start, end, longest, index, mask[:, None, None, :], group_lengths))
+    return groups
+
 
 @dataclass
 class StepBatch:
@@ -44,9 +88,7 @@ class StepBatch:
     positions: torch.Tensor  # [N]
     slots: torch.Tensor  # [N] pool slot each token's keys and values go to
     logits_rows: torch.Tensor  # [S] rows whose next-token logits are wanted
-    num_decodes: int = 0
-    decode_kv_index: Optional[torch.Tensor] = None  # [D, Lmax] slots of each decoding sequence, padded
-    decode_kv_mask: Optional[torch.Tensor] = None  # [D, 1, 1, Lmax] bool, False on padding
+    decode_groups: List[DecodeGroup] = field(default_factory=list)
     prefills: List[PrefillSpan] = field(default_factory=list)
     pools: Optional[KVPools] = None
 
@@ -61,42 +103,47 @@ def token_attention(
     dropout: float = 0.0,
     **kwargs,
 ):
-    """Attention over token-level KV pools; query/key/value are ``[1, heads, N, head_dim]``."""
+    """Attention over token-level KV pools; query/key/value are ``[1, heads, N, head_dim]``.
+
+    ``sliding_window`` (Mistral, Qwen2) limits each query to the keys of its last ``sliding_window`` positions.
+    """
     step: StepBatch = kwargs[STEP_KWARG]
+    window = kwargs.get("sliding_window")
     layer = module.layer_idx
     key_pool, value_pool = step.pools.keys[layer], step.pools.values[layer]
     new_keys = key[0].transpose(0, 1)  # [N, kv_heads, head_dim]
     new_values = value[0].transpose(0, 1)
-    key_pool[step.slots] = new_keys
-    value_pool[step.slots] = new_values
+    key_pool.index_copy_(0, step.slots, new_keys)
+    value_pool.index_copy_(0, step.slots, new_values)
 
     queries = query[0]  # [heads, N, head_dim]
     output = torch.empty_like(queries.transpose(0, 1))  # [N, heads, head_dim]
     gqa = queries.shape[0] != key.shape[1]
-    decodes = step.num_decodes
-    if decodes:
-        index = step.decode_kv_index
-        keys = key_pool[index].transpose(1, 2)  # [D, kv_heads, Lmax, head_dim]
-        values = value_pool[index].transpose(1, 2)
-        decode_queries = queries[:, :decodes].transpose(0, 1).unsqueeze(2)  # [D, heads, 1, head_dim]
+    for group in step.decode_groups:
+        shape = (group.end - group.start, group.longest, *key_pool.shape[1:])
+        keys = key_pool.index_select(0, group.kv_index).view(shape).transpose(1, 2)  # [G, kv_heads, L, head_dim]
+        values = value_pool.index_select(0, group.kv_index).view(shape).transpose(1, 2)
+        group_queries = queries[:, group.start : group.end].transpose(0, 1).unsqueeze(2)  # [G, heads, 1, head_dim]
+        mask = group.kv_mask
+        if window is not None and window < group.longest:
+            positions = torch.arange(group.longest, device=mask.device).unsqueeze(0)
+            mask = mask & (positions >= (group.lengths - window).unsqueeze(1))[:, None, None, :]
         attended = F.scaled_dot_product_attention(
-            decode_queries, keys, values, attn_mask=step.decode_kv_mask, scale=scaling, enable_gqa=gqa
+            group_queries, keys, values, attn_mask=mask, scale=scaling, enable_gqa=gqa
         )
-        output[:decodes] = attended.squeeze(2)
+        output[group.start : group.end] = attended.squeeze(2)
     for span in step.prefills:
         chunk_queries = queries[:, span.start : span.end].unsqueeze(0)  # [1, heads, C, head_dim]
         if span.context_slots is None:
             keys = key[:, :, span.start : span.end]
             values = value[:, :, span.start : span.end]
-            attended = F.scaled_dot_product_attention(
-                chunk_queries, keys, values, is_causal=True, scale=scaling, enable_gqa=gqa
-            )
         else:
-            keys = key_pool[span.context_slots].transpose(0, 1).unsqueeze(0)
-            values = value_pool[span.context_slots].transpose(0, 1).unsqueeze(0)
-            attended = F.scaled_dot_product_attention(
-                chunk_queries, keys, values, attn_mask=span.causal_mask, scale=scaling, enable_gqa=gqa
-            )
+            keys = key_pool.index_select(0, span.context_slots).transpose(0, 1).unsqueeze(0)
+            values = value_pool.index_select(0, span.context_slots).transpose(0, 1).unsqueeze(0)
+        mask = span.mask(queries.device, window)
+        attended = F.scaled_dot_product_attention(
+            chunk_queries, keys, values, attn_mask=mask, is_causal=mask is None, scale=scaling, enable_gqa=gqa
+        )
         output[span.start : span.end] = attended[0].transpose(0, 1)
     return output.unsqueeze(0), None
 

@@ -4,9 +4,11 @@ The rules (LightLLM's router, plus chunked prefill):
 
 - Waiting requests are admitted in arrival order; the first one that does not fit blocks those behind it.
 - A request fits if the worst-case peak KV use of the running set plus it stays within the capacity. The worst
-  case assumes every request generates all its ``max_new_tokens``: sort by tokens still to generate
-  (largest first); when the j-th of them finishes, the first j still hold what they hold now plus
-  ``remaining_j`` each, so ``peak = max_j (sum_{i<=j} held_i + j * remaining_j)``.
+  case assumes every request generates all its ``max_new_tokens``: sort by steps still to run (largest
+  first); when the j-th of them finishes, the first j still hold at most what they hold now plus
+  ``remaining_j`` each, so ``peak = max_j (sum_{i<=j} held_i + j * remaining_j)``. A request's held tokens
+  count its whole prompt from admission on; its steps count the prefill steps it still waits for (chunked
+  prefill delays its decoding while the others grow), so the bound holds for every step after admission.
 - At most ``max_running_requests`` run at once.
 - Every running request whose prompt is in the cache decodes one token per step; prompts are fed in chunks
   from a per-step budget of ``prefill_chunk_tokens``, so a long prompt never stalls the decodes.
@@ -57,13 +59,26 @@ class StepPlan:
         return bool(self.decodes or self.prefills)
 
 
-def peak_kv_tokens(sequences: Iterable[SequenceState]) -> int:
-    """Worst-case peak of KV tokens held if every sequence runs to ``max_new_tokens`` (LightLLM's estimate)."""
-    pairs = sorted(((s.prompt_len + s.num_output, s.remaining) for s in sequences), key=lambda p: -p[1])
+def peak_kv_tokens(sequences: Iterable[SequenceState], prefill_chunk_tokens: int = 0) -> int:
+    """Worst-case peak of KV tokens held if every sequence runs to ``max_new_tokens`` (LightLLM's estimate).
+
+    ``sequences`` come in admission order. With chunked prefill (``prefill_chunk_tokens`` > 0) a sequence
+    whose prompt is not all in yet starts decoding only once the prompts ahead of it and its own are fed, a
+    chunk per step, while the others keep growing: its remaining steps count that delay too.
+    """
+    pairs = []
+    prompt_tokens_ahead = 0
+    for sequence in sequences:
+        steps = sequence.remaining
+        if prefill_chunk_tokens and not sequence.prefilled:
+            prompt_tokens_ahead += sequence.prompt_len - sequence.num_computed
+            steps += -(-prompt_tokens_ahead // prefill_chunk_tokens)
+        pairs.append((sequence.prompt_len + sequence.num_output, steps))
+    pairs.sort(key=lambda pair: -pair[1])
     peak = held_so_far = 0
-    for count, (held, remaining) in enumerate(pairs, start=1):
+    for count, (held, steps) in enumerate(pairs, start=1):
         held_so_far += held
-        peak = max(peak, held_so_far + count * remaining)
+        peak = max(peak, held_so_far + count * steps)
     return peak
 
 
@@ -110,7 +125,7 @@ class Scheduler:
                 budget -= count
         while budget > 0 and self.waiting and len(self.running) < self.max_running_requests:
             candidate = self.waiting[0]
-            if peak_kv_tokens([*self.running, candidate]) > self.capacity:
+            if peak_kv_tokens([*self.running, candidate], self.prefill_chunk_tokens) > self.capacity:
                 break
             self.waiting.popleft()
             self.running.append(candidate)

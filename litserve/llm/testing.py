@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from typing import Any, Dict
 
+from litserve.llm.quiet import no_progress_bars
+
 ARCHITECTURES = ("llama", "mistral", "qwen2", "gpt2")
 
 EOS_TOKEN = "<|endoftext|>"
@@ -52,13 +54,15 @@ def build_tiny_model(
     vocab_size: int = 1024,
     max_position_embeddings: int = 2048,
     initializer_range: float = 0.1,
+    sliding_window: int | None = None,
 ) -> str:
     """Write a seeded random causal LM with a byte-level BPE tokenizer to ``directory`` and return it.
 
     ``transformers.AutoModelForCausalLM.from_pretrained(directory)`` and ``AutoTokenizer.from_pretrained``
     load the result. ``initializer_range`` is larger than the usual 0.02 so that random logits are well
     spread and greedy decoding rarely meets a near tie. ``num_kv_heads`` below ``num_heads`` gives
-    grouped-query attention (LLaMA family only).
+    grouped-query attention (LLaMA family only). ``sliding_window`` limits attention to the last so many
+    positions (Mistral: every layer; Qwen2: every layer too, through ``use_sliding_window``).
 
     Example:
         >>> path = build_tiny_model("/tmp/tiny-llama", arch="llama", hidden_size=128, num_layers=2)
@@ -77,6 +81,7 @@ def build_tiny_model(
     config.initializer_range = initializer_range
     config.bos_token_id = config.eos_token_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
     config.pad_token_id = None
+    _apply_sliding_window(config, arch, sliding_window)
     if arch == "gpt2":
         config.n_positions = max_position_embeddings
     else:
@@ -85,7 +90,8 @@ def build_tiny_model(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config.pad_token_id = config.eos_token_id
-    model.save_pretrained(directory)
+    with no_progress_bars():
+        model.save_pretrained(directory)
     return directory
 
 
@@ -100,9 +106,19 @@ def _config_fields(arch: str, hidden: int, layers: int, heads: int, kv_heads: in
         "intermediate_size": 2 * hidden,
         "tie_word_embeddings": False,
     }
-    if arch == "mistral":
-        fields["sliding_window"] = None
     return fields
+
+
+def _apply_sliding_window(config, arch: str, window: int | None) -> None:
+    if arch == "mistral":
+        config.sliding_window = window
+    elif arch == "qwen2":
+        config.use_sliding_window = window is not None
+        config.sliding_window = window
+        config.max_window_layers = 0
+        config.layer_types = ["sliding_attention" if window else "full_attention"] * config.num_hidden_layers
+    elif window is not None:
+        raise ValueError(f"sliding_window applies to mistral and qwen2, not {arch}")
 
 
 def _build_tokenizer(vocab_size: int):

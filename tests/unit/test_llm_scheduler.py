@@ -54,6 +54,19 @@ def test_peak_estimate_by_hand():
     assert peak_kv_tokens([a, b]) == 10 + 17 + 2 * 5
 
 
+def test_prefill_still_to_come_delays_the_end_of_a_sequence_in_the_estimate():
+    decoding = SequenceState("decoding", prompt_len=10, max_new_tokens=100, num_computed=10, num_output=1)
+    long_prompt = SequenceState("long", prompt_len=100, max_new_tokens=1)
+    # Without chunking: max(11 + 99, 111 + 2 * 1) = 113. With 16-token chunks the long prompt needs 7 steps
+    # before its one token, while the other grows: its steps are 1 + 7, so max(11 + 99, 111 + 2 * 8) = 127.
+    assert peak_kv_tokens([decoding, long_prompt]) == 113
+    assert peak_kv_tokens([decoding, long_prompt], prefill_chunk_tokens=16) == 127
+    scheduler = Scheduler(capacity=120, max_running_requests=8, prefill_chunk_tokens=16)
+    scheduler.running.append(decoding)
+    scheduler.add(long_prompt)
+    assert scheduler.schedule().admitted == []  # it would overflow 120 slots while it prefills
+
+
 def test_admission_is_fifo_and_the_first_that_does_not_fit_blocks_the_rest():
     scheduler = Scheduler(capacity=100, max_running_requests=8, prefill_chunk_tokens=1000)
     big = SequenceState("big", prompt_len=50, max_new_tokens=30)
@@ -140,8 +153,9 @@ def _simulate(seed: int, capacity: int, max_running: int, chunk: int, count: int
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_random_workloads_keep_slots_equal_to_live_tokens_and_never_overflow(seed):
-    _simulate(seed, capacity=400, max_running=16, chunk=32, count=60)
+@pytest.mark.parametrize("chunk", [4, 8, 32, 256])
+def test_random_workloads_keep_slots_equal_to_live_tokens_and_never_overflow(seed, chunk):
+    _simulate(seed, capacity=300, max_running=16, chunk=chunk, count=40)
 
 
 def test_tight_capacity_runs_requests_one_by_one():
