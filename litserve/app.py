@@ -18,6 +18,7 @@ from litserve.options import ApiOptions
 from litserve.request_callbacks import ObservedPredictEndpoint, RequestObserver
 from litserve.routes import JSON, PredictEndpoint, Runtime
 from litserve.transport.dispatcher import Dispatcher
+from litserve.workers.loops import requests_run_at_once
 
 STREAM_ALIAS_PATH = "/stream-predict"
 # Liveness: 200 while the API process's event loop runs, whatever the workers do (``/health`` is readiness).
@@ -88,8 +89,7 @@ def build_app(
             process_state.api_server,
             process_state.route_workers,
             queue_limits=[max_queue_size] * len(options),
-            batch_sizes=[opts.max_batch_size for opts in options],
-            error_formats=[_error_format(opts.spec) for opts in options],
+            run_at_once=[requests_run_at_once(lit_api, opts) for lit_api, opts in zip(lit_apis, options)],
             count_held=process_state.metrics.add_held if process_state.metrics is not None else None,
         )
         await dispatcher.start(process_state.listeners[process_state.api_server])
@@ -131,7 +131,7 @@ def build_app(
                 timeout,
                 max_payload_size,
                 json_content_type=content_type,
-                error_body=error_format.error_body,
+                error_format=error_format,
                 path=path,
                 **options,
             )

@@ -293,9 +293,9 @@ def render(
         held = totals[base + LAYOUT.in_flight]
         in_flight.add_metric([path], held)
         if workers is not None:
-            route_workers, batch_size = workers.route_workers[route], workers.batch_sizes[route]
+            route_workers, run_at_once = workers.route_workers[route], workers.run_at_once[route]
             per_worker_held = [totals[len(paths) * LAYOUT.block + w] for w in route_workers]
-            runs = sum(min(count, batch_size) for count in per_worker_held)
+            runs = sum(min(count, run_at_once) for count in per_worker_held)
             running.add_metric([path], runs)
             depth.add_metric([path], held - runs)
             worker_count.add_metric([path], len(route_workers))
@@ -320,9 +320,9 @@ def render(
 class WorkerLayout:
     """Which workers serve each route, and how many requests each of them runs at once."""
 
-    def __init__(self, route_workers: Sequence[Sequence[int]], batch_sizes: Sequence[int]) -> None:
+    def __init__(self, route_workers: Sequence[Sequence[int]], run_at_once: Sequence[int]) -> None:
         self.route_workers = route_workers
-        self.batch_sizes = batch_sizes
+        self.run_at_once = run_at_once
 
     @property
     def count(self) -> int:

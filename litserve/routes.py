@@ -58,7 +58,7 @@ class PredictEndpoint:
         max_payload_size: Optional[int],
         stream: bool,
         check_api_key: bool = True,
-        error_body: codec.ErrorBody = codec.detail_error_body,
+        error_format: codec.ErrorFormat = codec.PLAIN_ERRORS,
         json_content_type: str = JSON,
         path: str = "",
     ) -> None:
@@ -67,7 +67,7 @@ class PredictEndpoint:
         self.json_content_type = json_content_type
         self.path = path  # sent with each request: an API served on several paths tells them apart
         self.check_api_key = check_api_key
-        self.error_body = error_body
+        self.error_format = error_format  # the path's error shape, also for errors the dispatcher answers
         self.runtime = runtime
         self.timeout = timeout
         self.max_payload_size = max_payload_size
@@ -140,7 +140,7 @@ class PredictEndpoint:
             return
         timeout = self.timeout
         deadline = None if timeout is None else time.monotonic() + timeout
-        pending = dispatcher.submit(self.route, content_type, body, deadline, self.stream, self.path)
+        pending = dispatcher.submit(self.route, content_type, body, deadline, self.stream, self.path, self.error_format)
         loop = asyncio.get_running_loop()
         timer = loop.call_later(timeout, self._expire, pending) if timeout is not None else None
         watcher = loop.create_task(_watch_disconnect(receive, dispatcher, pending))
@@ -171,7 +171,7 @@ class PredictEndpoint:
         await send_reply(send, self.error(503, QUEUE_FULL_MESSAGE, [(b"retry-after", RETRY_AFTER_S)]))
 
     def error(self, status: int, detail: str, headers: Optional[list] = None) -> codec.Reply:
-        return codec.error_reply(status, detail, headers, self.error_body)
+        return codec.error_reply(status, detail, headers, self.error_format.error_body)
 
     def _expire(self, pending: Pending) -> None:
         if pending.future.done():

@@ -111,18 +111,21 @@ def token_attention(
     window = kwargs.get("sliding_window")
     layer = module.layer_idx
     key_pool, value_pool = step.pools.keys[layer], step.pools.values[layer]
-    new_keys = key[0].transpose(0, 1)  # [N, kv_heads, head_dim]
-    new_values = value[0].transpose(0, 1)
-    key_pool.index_copy_(0, step.slots, new_keys)
-    value_pool.index_copy_(0, step.slots, new_values)
+    kv_heads, head_dim = key_pool.shape[1:]
+    # Rows of the pools as flat 2-D views: index_select/index_copy_ over whole rows run about twice as fast as
+    # over [slots, heads, head_dim] (measured on CPU).
+    key_rows, value_rows = key_pool.view(key_pool.shape[0], -1), value_pool.view(value_pool.shape[0], -1)
+    num_tokens = key.shape[2]
+    key_rows.index_copy_(0, step.slots, key[0].transpose(0, 1).reshape(num_tokens, -1))
+    value_rows.index_copy_(0, step.slots, value[0].transpose(0, 1).reshape(num_tokens, -1))
 
     queries = query[0]  # [heads, N, head_dim]
     output = torch.empty_like(queries.transpose(0, 1))  # [N, heads, head_dim]
-    gqa = queries.shape[0] != key.shape[1]
+    gqa = queries.shape[0] != kv_heads
     for group in step.decode_groups:
-        shape = (group.end - group.start, group.longest, *key_pool.shape[1:])
-        keys = key_pool.index_select(0, group.kv_index).view(shape).transpose(1, 2)  # [G, kv_heads, L, head_dim]
-        values = value_pool.index_select(0, group.kv_index).view(shape).transpose(1, 2)
+        shape = (group.end - group.start, group.longest, kv_heads, head_dim)
+        keys = key_rows.index_select(0, group.kv_index).view(shape).transpose(1, 2)  # [G, kv_heads, L, head_dim]
+        values = value_rows.index_select(0, group.kv_index).view(shape).transpose(1, 2)
         group_queries = queries[:, group.start : group.end].transpose(0, 1).unsqueeze(2)  # [G, heads, 1, head_dim]
         mask = group.kv_mask
         if window is not None and window < group.longest:
@@ -138,8 +141,9 @@ def token_attention(
             keys = key[:, :, span.start : span.end]
             values = value[:, :, span.start : span.end]
         else:
-            keys = key_pool.index_select(0, span.context_slots).transpose(0, 1).unsqueeze(0)
-            values = value_pool.index_select(0, span.context_slots).transpose(0, 1).unsqueeze(0)
+            shape = (span.context_slots.numel(), kv_heads, head_dim)
+            keys = key_rows.index_select(0, span.context_slots).view(shape).transpose(0, 1).unsqueeze(0)
+            values = value_rows.index_select(0, span.context_slots).view(shape).transpose(0, 1).unsqueeze(0)
         mask = span.mask(queries.device, window)
         attended = F.scaled_dot_product_attention(
             chunk_queries, keys, values, attn_mask=mask, is_causal=mask is None, scale=scaling, enable_gqa=gqa

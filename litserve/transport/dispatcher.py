@@ -62,14 +62,22 @@ class ResponseStream:
 class Pending:
     """A request sent to a worker and not yet fully answered."""
 
-    __slots__ = ("uid", "worker_id", "future", "stream", "sent_on")
+    __slots__ = ("uid", "worker_id", "future", "stream", "sent_on", "errors")
 
-    def __init__(self, uid: int, worker_id: int, future: asyncio.Future, stream: Optional[ResponseStream]) -> None:
+    def __init__(
+        self,
+        uid: int,
+        worker_id: int,
+        future: asyncio.Future,
+        stream: Optional[ResponseStream],
+        errors: ErrorFormat = PLAIN_ERRORS,
+    ) -> None:
         self.uid = uid
         self.worker_id = worker_id
         self.future = future  # resolves with the first reply item (the whole reply when not streaming)
         self.stream = stream  # the remaining chunks of a streamed reply
         self.sent_on: Optional[_Peer] = None  # the worker connection it was written to; None while queued here
+        self.errors = errors  # how errors the dispatcher answers itself are shaped on the request's path
 
 
 class _Peer(asyncio.Protocol):
@@ -103,8 +111,9 @@ class _Peer(asyncio.Protocol):
 class Dispatcher:
     """Routes requests of each API route to the least busy of its workers.
 
-    A worker runs up to its route's ``max_batch_size`` requests at once; what it holds beyond that is
-    queued, and ``queue_limits`` caps the queued requests of each route (None: no cap).
+    A worker runs up to ``run_at_once`` requests of its route together (``max_batch_size``; many more for async
+    APIs); what it holds beyond that is queued, and ``queue_limits`` caps the queued requests of each route
+    (None: no cap).
     """
 
     def __init__(
@@ -112,17 +121,14 @@ class Dispatcher:
         api_server: int,
         route_workers: List[List[int]],
         queue_limits: Optional[Sequence[Optional[int]]] = None,
-        batch_sizes: Optional[Sequence[int]] = None,
-        error_formats: Optional[Sequence[ErrorFormat]] = None,
+        run_at_once: Optional[Sequence[int]] = None,
         count_held: Optional[Callable[[int, int, float], None]] = None,
     ) -> None:
         self.api_server = api_server
         self._route_workers = route_workers
         routes = len(route_workers)
         self._queue_limits = list(queue_limits) if queue_limits is not None else [None] * routes
-        self._batch_sizes = list(batch_sizes) if batch_sizes is not None else [1] * routes
-        # How each route shapes the errors the dispatcher answers itself (an OpenAI route: OpenAI's shape).
-        self._error_formats = list(error_formats) if error_formats is not None else [PLAIN_ERRORS] * routes
+        self._run_at_once = list(run_at_once) if run_at_once is not None else [1] * routes
         # Told (route, worker, +1 / -1) on every change, so the /metrics gauges are exact at any instant.
         self._count_held = count_held
         self._route_of = {w: route for route, workers in enumerate(route_workers) for w in workers}
@@ -158,14 +164,22 @@ class Dispatcher:
     # --- requests ---------------------------------------------------------------------------------
 
     def submit(
-        self, route: int, content_type: str, body: bytes, deadline: Optional[float], stream: bool, path: str = ""
+        self,
+        route: int,
+        content_type: str,
+        body: bytes,
+        deadline: Optional[float],
+        stream: bool,
+        path: str = "",
+        errors: ErrorFormat = PLAIN_ERRORS,
     ) -> Pending:
-        """Queue a request for the least busy worker of ``route``; ``path`` is the URL path it came on."""
+        """Queue a request for the least busy worker of ``route``; ``path`` is the URL path it came on, and
+        ``errors`` shapes the errors the dispatcher itself answers it with (OpenAI's shape on OpenAI paths)."""
         worker_id = self._pick_worker(route)
         uid = self._next_uid
         self._next_uid = uid + 1
         loop = self._loop
-        pending = Pending(uid, worker_id, loop.create_future(), ResponseStream(loop) if stream else None)
+        pending = Pending(uid, worker_id, loop.create_future(), ResponseStream(loop) if stream else None, errors)
         self._pending[uid] = pending
         self._hold(worker_id)
         self._outbox.setdefault(worker_id, []).append((uid, deadline, content_type, body, path))
@@ -191,7 +205,7 @@ class Dispatcher:
         if limit is None or self._queued[route] < limit:
             return True
         worker_id = self._pick_worker(route)
-        return self._outstanding[worker_id] < self._batch_sizes[route]
+        return self._outstanding[worker_id] < self._run_at_once[route]
 
     def fail_all(self, detail: str) -> int:
         """Answer every request still held with 503 and ``detail`` (the shutdown grace period is over)."""
@@ -215,7 +229,7 @@ class Dispatcher:
         held = self._outstanding[worker_id]
         self._outstanding[worker_id] = held + 1
         route = self._route_of[worker_id]
-        if held >= self._batch_sizes[route]:
+        if held >= self._run_at_once[route]:
             self._queued[route] += 1
         if self._count_held is not None:
             self._count_held(route, worker_id, 1.0)
@@ -224,7 +238,7 @@ class Dispatcher:
         held = self._outstanding[worker_id] - 1
         self._outstanding[worker_id] = held
         route = self._route_of[worker_id]
-        if held >= self._batch_sizes[route]:
+        if held >= self._run_at_once[route]:
             self._queued[route] -= 1
         if self._count_held is not None:
             self._count_held(route, worker_id, -1.0)
@@ -362,7 +376,7 @@ class Dispatcher:
         for pending in lost:
             del self._pending[pending.uid]
             self._release(pending.worker_id)
-            errors = self._error_formats[self._route_of[pending.worker_id]]
+            errors = pending.errors
             if not pending.future.done():
                 status, headers, body = error_reply(503, detail, error_body=errors.error_body)
                 pending.future.set_result((status, headers, body, True))
@@ -391,4 +405,4 @@ class Dispatcher:
 
     def worker_layout(self) -> WorkerLayout:
         """Which workers serve each route and how many requests each runs at once (for ``/metrics``)."""
-        return WorkerLayout(self._route_workers, self._batch_sizes)
+        return WorkerLayout(self._route_workers, self._run_at_once)

@@ -15,12 +15,9 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Set, Tuple
 
 from litserve import codec
 from litserve.transport.worker_channel import ParentGoneError, WorkItem
-from litserve.workers.loops import HookFailedError, StreamState, WorkerLoop
+from litserve.workers.loops import MAX_CONCURRENT_TASKS, HookFailedError, StreamState, WorkerLoop
 
 logger = logging.getLogger("litserve")
-
-# Requests (or batches) one worker runs at once; more wait in its queue until one finishes.
-MAX_CONCURRENT_TASKS = 1024
 
 
 class AsyncLoop(WorkerLoop):

@@ -14,6 +14,9 @@ from litserve.workers.protocol import JsonProtocol
 
 logger = logging.getLogger("litserve")
 
+# Requests (or batches) one async worker runs at once; more wait in its queue until one finishes.
+MAX_CONCURRENT_TASKS = 1024
+
 
 class HookFailedError(Exception):
     """Wraps an exception with the name of the hook that raised it."""
@@ -280,12 +283,24 @@ def close_generator(generator: Any) -> None:
             logger.debug("closing a response generator failed", exc_info=True)
 
 
+def runs_async(lit_api: Any, options: Any) -> bool:
+    """Whether the API's workers run the async loop: ``enable_async`` with at least one ``async def`` hook."""
+    return options.loop == "auto" and options.enable_async and has_async_hooks(lit_api)
+
+
+def requests_run_at_once(lit_api: Any, options: Any) -> int:
+    """How many requests one worker of the API runs at the same time; more wait in its queue."""
+    if runs_async(lit_api, options):
+        return MAX_CONCURRENT_TASKS * options.max_batch_size
+    return options.max_batch_size
+
+
 def make_loop(runner: HookRunner, channel: WorkerChannel, protocol: JsonProtocol) -> WorkerLoop:
     """Pick the loop that fits the API's options."""
     options = runner.options
     if options.loop != "auto":
         return options.loop.make_worker_loop(runner, channel, protocol)
-    if options.enable_async and has_async_hooks(runner.lit_api):
+    if runs_async(runner.lit_api, options):
         from litserve.workers.async_loops import AsyncLoop
 
         return AsyncLoop(runner, channel, protocol)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_for
+from tests.e2e.test_metrics import scrape
 
 
 def test_async_predicts_of_concurrent_requests_run_together_in_one_worker(serve):
@@ -83,3 +84,24 @@ def test_async_openai_chats_run_together_streamed_or_not(serve):
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(chat, range(4))) == ["hello world"] * 4
+
+
+def test_requests_an_async_worker_runs_together_are_not_counted_as_queued(serve):
+    # One worker runs all six sleeping requests at once: none of them waits, so none may be refused by
+    # max_queue_size, and /metrics reports them running rather than queued.
+    server = serve(
+        "tests.apps_admin:AsyncSleepAPI", api_kwargs={"delay": 3.0}, accelerator="cpu", max_queue_size=2, timeout=60
+    )
+    with ThreadPoolExecutor(6) as pool:
+        replies = [pool.submit(httpx.post, f"{server.url}/predict", json={"input": i}, timeout=60) for i in range(6)]
+        wait_for(
+            lambda: scrape(server.url).value("litserve_requests_in_flight", path="/predict") == 6,
+            timeout=10,
+            message="six requests in flight",
+        )
+        metrics = scrape(server.url)
+        assert metrics.value("litserve_requests_running", path="/predict") == 6
+        assert metrics.value("litserve_queue_depth", path="/predict") == 0
+        responses = [reply.result() for reply in replies]
+    assert [r.status_code for r in responses] == [200] * 6, [r.text for r in responses]
+    assert len({r.json()["pid"] for r in responses}) == 1

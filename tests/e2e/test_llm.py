@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -78,14 +79,14 @@ def reference_greedy(model, tokenizer, prompt: str, max_new_tokens: int, device:
     tokens, trusted, past = [], None, None
     with torch.no_grad():
         for position in range(max_new_tokens):
-            out = model(input_ids=ids, past_key_values=past, use_cache=True)
+            out = model(input_ids=ids, cache=past, use_cache=True)
             logits = out.logits[0, -1]
             top2 = torch.topk(logits, 2).values
             if trusted is None and float(top2[0] - top2[1]) < 1e-3:
                 trusted = position + 1  # compare up to and including the first near-tie
             token = int(torch.argmax(logits))
             tokens.append(token)
-            past = out.past_key_values
+            past = out.cache
             ids = torch.tensor([[token]], device=device)
     return tokens, trusted if trusted is not None else max_new_tokens
 
@@ -262,5 +263,39 @@ def test_small_kv_budget_all_requests_complete_and_slots_are_freed(models, tmp_p
                 assert metric(server, "litserve_llm_kv_tokens_used") > 0
         wait_for(lambda: metric(server, "litserve_llm_kv_tokens_used") == 0, timeout=5, message="slots freed")
         assert metric(server, "litserve_llm_requests_running") == 0
+    finally:
+        server.stop()
+
+
+def test_requests_cut_off_at_shutdown_get_the_error_shape_of_their_path(models, tmp_path: Path):
+    # The dispatcher answers these itself (shutdown_timeout passed): OpenAI paths still get OpenAI's shape,
+    # so the SDK raises its typed error, and LightLLM's paths FastAPI's ``{"detail"}``.
+    server = start_server(
+        tmp_path,
+        API,
+        api_kwargs={"model_dir": models["llama"]},
+        accelerator="cpu",
+        timeout=120,
+        shutdown_timeout=1,
+    )
+    long = 1900  # many seconds of decoding: still running when the grace period ends
+    bodies = {
+        "/v1/completions": {"model": "tiny", "prompt": "a", "max_tokens": long, "ignore_eos": True},
+        "/generate": {"inputs": "a", "parameters": {"max_new_tokens": long, "ignore_eos": True}},
+    }
+    try:
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            replies = {
+                path: pool.submit(httpx.post, f"{server.url}{path}", json=body, timeout=60)
+                for path, body in bodies.items()
+            }
+            wait_for(lambda: metric(server, "litserve_llm_requests_running") == 2, timeout=30, message="both running")
+            server.process.send_signal(signal.SIGTERM)
+            openai_reply, lightllm_reply = replies["/v1/completions"].result(), replies["/generate"].result()
+        assert openai_reply.status_code == 503
+        assert "shutting down" in openai_reply.json()["error"]["message"]
+        assert lightllm_reply.status_code == 503
+        assert "shutting down" in lightllm_reply.json()["detail"]
+        assert server.wait_exit(timeout=30) == 0
     finally:
         server.stop()
