@@ -16,7 +16,7 @@ from litserve.codec import PLAIN_ERRORS, ErrorFormat
 from litserve.metrics import ProcessMetrics, metrics_route
 from litserve.options import ApiOptions
 from litserve.request_callbacks import ObservedPredictEndpoint, RequestObserver
-from litserve.routes import JSON, PredictEndpoint, Runtime
+from litserve.routes import PredictEndpoint, Runtime
 from litserve.transport.dispatcher import Dispatcher
 from litserve.workers.loops import requests_run_at_once
 
@@ -121,16 +121,13 @@ def build_app(
             "check_api_key": authorize is None,
         }
 
-        def make_endpoint(
-            path: str = "", route: int = route, options: dict = endpoint_options, content_type: str = JSON, spec=spec
-        ) -> Any:
+        def make_endpoint(path: str = "", route: int = route, options: dict = endpoint_options, spec=spec) -> Any:
             error_format = spec.error_format_for(path) if spec is not None and path else _error_format(spec)
             endpoint = endpoint_class(
                 route,
                 runtime,
                 timeout,
                 max_payload_size,
-                json_content_type=content_type,
                 error_format=error_format,
                 path=path,
                 **options,
@@ -150,13 +147,13 @@ def build_app(
             else:
                 fast_routes[path] = endpoint
                 _add_documented_route(app, path, lit_api, spec)
-        for path, content_type in (spec.extra_routes if spec is not None else {}).items():
+        for path in spec.extra_routes if spec is not None else []:
             if path in fast_routes or any(getattr(r, "path", None) == path for r in app.routes):
                 continue  # several APIs with this spec: the first one serves the extra path
             if authorize is not None:
-                _add_authorized_route(app, path, make_endpoint(path, content_type=content_type), authorize)
+                _add_authorized_route(app, path, make_endpoint(path), authorize)
             else:
-                fast_routes[path] = make_endpoint(path, content_type=content_type)
+                fast_routes[path] = make_endpoint(path)
         if spec is not None:
             spec.add_routes(app, runtime, lit_apis)
             if opts.api_path.startswith("/v1/"):

@@ -59,12 +59,9 @@ class PredictEndpoint:
         stream: bool,
         check_api_key: bool = True,
         error_format: codec.ErrorFormat = codec.PLAIN_ERRORS,
-        json_content_type: str = JSON,
         path: str = "",
     ) -> None:
         self.route = route
-        # JSON bodies cross to the worker marked with this type (a spec's second API shape has its own).
-        self.json_content_type = json_content_type
         self.path = path  # sent with each request: an API served on several paths tells them apart
         self.check_api_key = check_api_key
         self.error_format = error_format  # the path's error shape, also for errors the dispatcher answers
@@ -131,7 +128,7 @@ class PredictEndpoint:
         if not body:
             await send_reply(send, self.error(400, "Request body is empty: send a JSON document"))
             return
-        await self.serve(self.json_content_type if kind == JSON else kind, body, receive, send)
+        await self.serve(kind, body, receive, send)
 
     async def serve(self, content_type: str, body: bytes, receive: Receive, send: Send) -> None:
         dispatcher = self.runtime.dispatcher

@@ -103,22 +103,24 @@ def kubernetes(
 class Plan:
     """The checked options the manifests are made from."""
 
+    # No defaults here: the ``kubernetes`` command's signature is their one source (and its documentation).
     def __init__(
         self,
         script: ServerScript,
+        *,
         name: str,
         image: str,
         port: int,
-        replicas: int = 1,
-        gpus: int = 0,
-        min_replicas: Optional[int] = None,
-        max_replicas: Optional[int] = None,
-        namespace: Optional[str] = None,
-        cpu: str = "2",
-        memory: str = "4Gi",
-        target_per_worker: Optional[float] = None,
-        startup_seconds: int = 600,
-        prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090",
+        replicas: int,
+        gpus: int,
+        min_replicas: Optional[int],
+        max_replicas: Optional[int],
+        namespace: Optional[str],
+        cpu: str,
+        memory: str,
+        target_per_worker: Optional[float],
+        startup_seconds: int,
+        prometheus_url: str,
     ) -> None:
         _check_name(name, "--name")
         if namespace is not None:

@@ -30,9 +30,9 @@ class LitSpec(codec.ErrorFormat):
     request_model: Optional[type] = None
     #: Whether replies on this route may be streamed (the worker decides per request).
     may_stream: bool = False
-    #: More paths served by the same workers: path -> the content type its JSON requests cross with,
-    #: so the worker knows which API shape a request came in as.
-    extra_routes: Dict[str, str] = {}
+    #: More paths served by the same workers, by the first API with this spec when several have it (unlike
+    #: ``api_paths``, which each API owns). Workers tell the paths apart by ``WorkItem.path``.
+    extra_routes: List[str] = []
 
     def __init__(self) -> None:
         self._lit_api: Optional[LitAPI] = None

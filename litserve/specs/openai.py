@@ -292,10 +292,10 @@ class ChatLoop(WorkerLoop):
 
     def parse(self, item: WorkItem) -> tuple:
         """The chat request an item carries, and the reply to build: a chat completion or a Responses reply."""
-        from litserve.specs.openai_responses import RESPONSES_CONTENT_TYPE, ResponsesReply, ResponsesRequest
+        from litserve.specs.openai_responses import RESPONSES_PATH, ResponsesReply, ResponsesRequest
 
-        if item.content_type == RESPONSES_CONTENT_TYPE:
-            original = codec.decode_payload("application/json", item.body, ResponsesRequest)
+        if item.path == RESPONSES_PATH:
+            original = codec.decode_payload(item.content_type, item.body, ResponsesRequest)
             request = original.to_chat_request()
             return request, ResponsesReply(item, request, self.spec.model_name, original)
         request = codec.decode_payload(item.content_type, item.body, ChatCompletionRequest)
@@ -405,11 +405,11 @@ class OpenAISpec(LitSpec):
     may_stream = True
 
     @property
-    def extra_routes(self) -> Dict[str, str]:
+    def extra_routes(self) -> List[str]:
         """``POST /v1/responses`` (OpenAI's Responses API) on the same workers as chat completions."""
-        from litserve.specs.openai_responses import RESPONSES_CONTENT_TYPE, RESPONSES_PATH
+        from litserve.specs.openai_responses import RESPONSES_PATH
 
-        return {RESPONSES_PATH: RESPONSES_CONTENT_TYPE}
+        return [RESPONSES_PATH]
 
     def __init__(self, model_name: Optional[str] = None) -> None:
         super().__init__()

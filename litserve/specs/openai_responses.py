@@ -22,8 +22,6 @@ from litserve.specs.openai import ChatReply
 from litserve.specs.openai_types import ChatCompletionRequest
 
 RESPONSES_PATH = "/v1/responses"
-# Marks a request that came in on RESPONSES_PATH: it crosses to the worker with this content type.
-RESPONSES_CONTENT_TYPE = "application/x-litserve-openai-responses"
 
 
 class ResponsesRequest(BaseModel):

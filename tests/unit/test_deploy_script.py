@@ -8,8 +8,9 @@ import pytest
 
 from litserve.cli import _normalize_flags
 from litserve.deploy.docker import dockerize
-from litserve.deploy.kubernetes import Plan, _quantity, kubernetes
+from litserve.deploy.kubernetes import _quantity, kubernetes
 from litserve.deploy.script import read_server_script
+from litserve.options import DEFAULT_SHUTDOWN_TIMEOUT
 
 HEADER = "import os\nimport litserve as ls\n\n"
 
@@ -70,10 +71,18 @@ def test_a_file_that_is_not_a_server_is_refused(tmp_path):
 
 
 def test_kubernetes_options_are_checked(tmp_path):
-    facts = read_server_script(script(tmp_path, "ls.LitServer(API(), max_batch_size=4).run()\n"))
-    plan = Plan(facts, name="model", image="repo/model:1", port=8000, replicas=3)
-    assert (plan.min_replicas, plan.max_replicas, plan.target, plan.namespace) == (3, 12, 4.0, "model")
-    assert plan.grace_period_s > facts.shutdown_timeout
+    import yaml
+
+    path = script(tmp_path, "ls.LitServer(API(), max_batch_size=4).run()\n")
+    out = tmp_path / "k8s"
+    assert kubernetes(str(path), name="model", image="repo/model:1", replicas=3, out=str(out)) == 0
+    hpa = yaml.safe_load((out / "hpa.yaml").read_text())
+    assert hpa["metadata"]["namespace"] == "model"
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 12)
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["pods"]["target"]["averageValue"] == "4"  # max_batch_size read from server.py
+    deployment = yaml.safe_load((out / "deployment.yaml").read_text())
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > DEFAULT_SHUTDOWN_TIMEOUT
     for bad in (
         {"name": "Model"},
         {"image": "repo/model:latest"},
@@ -83,10 +92,10 @@ def test_kubernetes_options_are_checked(tmp_path):
         {"target_per_worker": 0},
     ):
         with pytest.raises(ValueError):
-            Plan(facts, **{"name": "model", "image": "repo/model:1", "port": 8000, **bad})
-    no_metrics = read_server_script(script(tmp_path, "ls.LitServer(API(), metrics_path=None).run()\n"))
+            kubernetes(str(path), **{"name": "model", "image": "repo/model:1", "out": str(out), **bad})
+    no_metrics = script(tmp_path, "ls.LitServer(API(), metrics_path=None).run()\n")
     with pytest.raises(ValueError, match="metrics"):
-        Plan(no_metrics, name="model", image="repo/model:1", port=8000)
+        kubernetes(str(no_metrics), name="model", image="repo/model:1", out=str(out))
 
 
 def test_quantities_are_kubernetes_quantities():
