@@ -161,3 +161,18 @@ class OverlapChatAPI(ls.LitAPI):
             yield " world"
         finally:
             self.overlap.leave()
+
+
+class BlockingChatAPI(ls.LitAPI):
+    """An async OpenAI chat API whose token generator blocks the event loop between tokens, as a model's
+    forward pass does when it runs in the hook itself."""
+
+    def __init__(self, tokens: int = 40, block_s: float = 0.05, **options):
+        super().__init__(enable_async=True, spec=ls.OpenAISpec(), **options)
+        self.tokens = tokens
+        self.block_s = block_s
+
+    async def predict(self, messages):
+        for index in range(self.tokens):
+            time.sleep(self.block_s)
+            yield f"t{index} "

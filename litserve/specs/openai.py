@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional
 
 import orjson
 from fastapi import Response
@@ -261,6 +261,9 @@ class ChatLoop(WorkerLoop):
         super().__init__(runner, channel)
         self.spec = spec
         self.error_body = openai_error_body
+        # Whether a request's client is gone; reads new messages (an async loop swaps in one that does not:
+        # there only its event loop reads the socket).
+        self.is_cancelled: Callable[[WorkItem], bool] = channel.is_cancelled
 
     def step(self, items: List[WorkItem]) -> None:
         units = self.prepare_units(items)
@@ -315,9 +318,7 @@ class ChatLoop(WorkerLoop):
                     hook = "unbatch"
                     outputs = self.unbatch(batch_output, len(units)) if batched else [batch_output]
                     hook = "encode_response"
-                    for unit, output in zip(units, outputs):
-                        self.emit(unit, output)
-                    if all(unit.reply.finished for unit in units):
+                    if self.emit_batch(units, outputs):
                         break
                     hook = "predict"
             else:
@@ -330,21 +331,29 @@ class ChatLoop(WorkerLoop):
                         break
                     hook = "predict"
         except HookFailedError as failure:
-            for unit in units:
-                self.fail(unit.reply, failure.error, failure.hook)
+            self.fail_units(units, failure.error, failure.hook)
         except Exception as exc:
-            for unit in units:
-                self.fail(unit.reply, exc, hook)
+            self.fail_units(units, exc, hook)
         finally:
             close_generator(result)
         for unit in units:
             self.choice_done(unit)
 
+    def emit_batch(self, units: List[_Unit], outputs: List[Any]) -> bool:
+        """Give each choice of a batch its output of one step; True once every choice is finished."""
+        for unit, output in zip(units, outputs):
+            self.emit(unit, output)
+        return all(unit.reply.finished for unit in units)
+
+    def fail_units(self, units: List[_Unit], exc: BaseException, hook: str) -> None:
+        for unit in units:
+            self.fail(unit.reply, exc, hook)
+
     def emit(self, unit: _Unit, output: Any) -> None:
         reply = unit.reply
         if reply.finished:
             return
-        if self.channel.is_cancelled(reply.item):
+        if self.is_cancelled(reply.item):
             reply.finished = True
             return
         event = reply.add(unit.choice, output)

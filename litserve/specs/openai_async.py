@@ -27,6 +27,7 @@ class AsyncChatLoop(AsyncLoop):
         super().__init__(runner, channel)
         self.spec = spec
         self.chat = ChatLoop(runner, channel, spec)
+        self.chat.is_cancelled = self._was_cancelled
         self.error_body = openai_error_body
 
     def work(self, items: List[WorkItem]) -> Any:
@@ -76,9 +77,7 @@ class AsyncChatLoop(AsyncLoop):
                     hook = "unbatch"
                     outputs = await self.unbatch_outputs(batch_output, len(units))
                     hook = "encode_response"
-                    for unit, output in zip(units, outputs):
-                        chat.emit(unit, output)
-                    if all(unit.reply.finished for unit in units):
+                    if chat.emit_batch(units, outputs):
                         break
                     hook = "predict"
             else:
@@ -91,11 +90,9 @@ class AsyncChatLoop(AsyncLoop):
                         break
                     hook = "predict"
         except HookFailedError as failure:
-            for unit in units:
-                chat.fail(unit.reply, failure.error, failure.hook)
+            chat.fail_units(units, failure.error, failure.hook)
         except Exception as exc:
-            for unit in units:
-                chat.fail(unit.reply, exc, hook)
+            chat.fail_units(units, exc, hook)
         finally:
             await close_async(result)
         for unit in units:

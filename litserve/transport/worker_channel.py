@@ -89,6 +89,9 @@ class WorkerChannel:
         self._drained_at = 0.0  # when is_cancelled last read the connections
         # Called with a request's key when its cancellation arrives (the async loop stops its task).
         self.on_cancel: Optional[Callable[[Tuple[int, int]], None]] = None
+        # Called whenever requests are queued, whoever read them: an event loop waiting for arrivals must
+        # hear of requests that a hook's cancellation check happened to read off the socket.
+        self.on_requests: Optional[Callable[[], None]] = None
 
     def open(self, worker_id: int, incarnation: int) -> None:
         """Connect to every API process and tell each that this worker is ready."""
@@ -148,6 +151,8 @@ class WorkerChannel:
             append = self.pending.append
             for uid, deadline, content_type, body, path in entries:
                 append(WorkItem(api_server, uid, deadline, content_type, body, sent_at, path))
+            if self.on_requests is not None:
+                self.on_requests()
         elif kind == messages.CANCEL:
             _, api_server, uids = message
             now = time.monotonic()

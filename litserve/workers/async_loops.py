@@ -39,6 +39,7 @@ class AsyncLoop(WorkerLoop):
     async def main(self) -> None:
         self._wakeup = asyncio.Event()
         self.channel.on_cancel = self._cancelled
+        self.channel.on_requests = self._arrived
         self._watch()
         self._arrived()  # requests read before the loop started
         while True:
@@ -152,6 +153,10 @@ class AsyncLoop(WorkerLoop):
         if all(self.channel.was_cancelled(other) for other in self._task_keys.get(task, ())):
             task.cancel()
 
+    def _was_cancelled(self, item: WorkItem) -> bool:
+        """Whether ``item``'s cancellation has been read (the event loop reads new messages as they come)."""
+        return self.channel.was_cancelled(item.key)
+
     # --- serving -----------------------------------------------------------------------------------
 
     async def adecode(self, item: WorkItem, context: dict) -> Any:
@@ -244,12 +249,7 @@ class AsyncLoop(WorkerLoop):
                 encoded = await runner.aencode(await runner.apredict(x, contexts), contexts)
                 async for batch_output in iterate_async(encoded):
                     outputs = await self.unbatch_outputs(batch_output, len(states))
-                    for state, output in zip(states, outputs):
-                        if not state.finished and self.channel.was_cancelled(state.item.key):
-                            state.finished = True
-                        if not state.finished:
-                            self.send_item(state, output)
-                    if all(state.finished for state in states):
+                    if self.send_batch_items(states, outputs, self._was_cancelled):
                         break
             except HookFailedError:
                 raise
@@ -287,10 +287,16 @@ class AsyncLoop(WorkerLoop):
 
 
 async def iterate_async(result: Any) -> AsyncIterator[Any]:
-    """Iterate an async generator, or a sync iterable while letting other tasks run between its items."""
+    """Iterate an async generator or a sync iterable, letting other tasks run between its items.
+
+    An async generator need not await anything between items (its model call may block): without a turn
+    for the event loop after each item, one stream would hold the worker and requests that arrived meanwhile
+    would start only when it ends.
+    """
     if inspect.isasyncgen(result) or hasattr(result, "__aiter__"):
         async for item in result:
             yield item
+            await asyncio.sleep(0)
         return
     for item in result:
         yield item

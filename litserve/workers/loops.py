@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from litserve import codec
 from litserve.api import is_async_hook
@@ -125,6 +125,17 @@ class WorkerLoop:
             headers = codec.stream_headers(output)
             state.started = True
         self.channel.send_one(state.item, 200, headers, chunk, False)
+
+    def send_batch_items(
+        self, states: List[StreamState], outputs: List[Any], is_cancelled: Callable[[WorkItem], bool]
+    ) -> bool:
+        """Send each request of a streamed batch its item of one step; True once every request is finished."""
+        for state, output in zip(states, outputs):
+            if not state.finished and is_cancelled(state.item):
+                state.finished = True
+            if not state.finished:
+                self.send_item(state, output)
+        return all(state.finished for state in states)
 
     def fail(self, state: StreamState, failure: HookFailedError) -> None:
         if state.finished:
@@ -248,12 +259,7 @@ class StreamingLoop(WorkerLoop):
                 batches = runner.iterate(encoded)
                 for batch_output in batches:
                     outputs = self.unbatch(batch_output, len(states))
-                    for state, output in zip(states, outputs):
-                        if not state.finished and self.channel.is_cancelled(state.item):
-                            state.finished = True
-                        if not state.finished:
-                            self.send_item(state, output)
-                    if all(state.finished for state in states):
+                    if self.send_batch_items(states, outputs, self.channel.is_cancelled):
                         break
             except HookFailedError:
                 raise

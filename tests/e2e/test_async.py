@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -84,6 +85,28 @@ def test_async_openai_chats_run_together_streamed_or_not(serve):
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(chat, range(4))) == ["hello world"] * 4
+
+
+def test_a_chat_arriving_while_another_blocks_the_event_loop_starts_before_that_one_ends(serve):
+    # The running chat's hooks block the worker's event loop between tokens (80 x 50 ms); the second chat
+    # arrives during such a block. It must start at the next token boundary, not when the first one ends.
+    server = serve("tests.apps_admin:BlockingChatAPI", api_kwargs={"tokens": 80, "block_s": 0.05}, accelerator="cpu")
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    url = f"{server.url}/v1/chat/completions"
+    with httpx.Client(timeout=60) as first_client, httpx.Client(timeout=60) as second_client:
+        with first_client.stream("POST", url, json=body) as first:
+            first_events = (line for line in first.iter_lines() if line.startswith("data:"))
+            for _ in range(5):  # the first chat is generating
+                next(first_events)
+            sent = time.monotonic()
+            with second_client.stream("POST", url, json=body) as second:
+                second_events = (line for line in second.iter_lines() if line.startswith("data:"))
+                next(second_events)
+                waited = time.monotonic() - sent
+                assert list(second_events)[-1] == "data: [DONE]"
+            assert list(first_events)[-1] == "data: [DONE]"
+    # About 3.8 s of the first chat were left: its end is not what started the second one.
+    assert waited < 1.5, f"the second chat's first event came {waited:.2f} s after it was sent"
 
 
 def test_requests_an_async_worker_runs_together_are_not_counted_as_queued(serve):
