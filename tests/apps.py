@@ -387,6 +387,8 @@ class ContextEchoChatAPI(ls.LitAPI):
                 "response_format": context.get("response_format"),
                 "temperature": context.get("temperature"),
                 "max_tokens": context.get("max_tokens"),
+                "max_completion_tokens": context.get("max_completion_tokens"),
+                "stop": context.get("stop"),
                 "metadata": context.get("metadata"),
             }
         )

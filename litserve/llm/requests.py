@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from litserve.llm.sampling import SamplingParams
-from litserve.specs.openai_types import ChatCompletionRequest, StreamOptions
+from litserve.specs.openai_types import ChatCompletionRequest, ChatMessage, Role, StreamOptions
 
 # Tokens generated when a request does not say (LightLLM's and OpenAI's completions default).
 DEFAULT_MAX_NEW_TOKENS = 16
@@ -122,9 +122,21 @@ class CompletionRequest(_OpenAISampling):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ChatRequest(ChatCompletionRequest):
-    """``POST /v1/chat/completions``: the messages go through the tokenizer's chat template."""
+class TemplateMessage(ChatMessage):
+    """A chat message for the tokenizer's chat template, which is written for OpenAI's roles only."""
 
+    role: Role
+
+
+class ChatRequest(ChatCompletionRequest):
+    """``POST /v1/chat/completions``: the messages go through the tokenizer's chat template.
+
+    Stricter than ``OpenAISpec``'s request: OpenAI's roles only, and at least one token to generate.
+    """
+
+    messages: List[TemplateMessage]
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     temperature: Optional[float] = Field(default=1.0, ge=0, le=2)
     top_k: Optional[int] = -1
     repetition_penalty: Optional[float] = 1.0

@@ -160,8 +160,8 @@ class ChatReply:
             return state.finish_reason
         if state.tool_calls:
             return "tool_calls"
-        limit = self.request.max_new_tokens
-        if limit is not None and state.completion_tokens is not None and state.completion_tokens >= limit:
+        limit = self.request.max_new_tokens  # 0 or None: no limit
+        if limit and state.completion_tokens is not None and state.completion_tokens >= limit:
             return "length"
         return "stop"
 

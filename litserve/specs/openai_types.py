@@ -83,6 +83,8 @@ DEFAULT_MODEL_NAME = ""
 #: Terminal server-sent event of an OpenAI stream.
 SSE_DONE = "data: [DONE]\n\n"
 
+#: The roles OpenAI defines. A request's message may carry any string as its role (as LitServe and vLLM
+#: accept): the API's own hooks decide what a custom role means.
 Role = Literal["system", "user", "assistant", "tool", "developer", "function"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "function_call"]
 
@@ -365,9 +367,12 @@ class StreamOptions(_Lenient):
 
 
 class ChatMessage(_Lenient):
-    """One chat message, used both in requests and as the assistant message of a (non-streaming) reply."""
+    """One chat message, used both in requests and as the assistant message of a (non-streaming) reply.
 
-    role: Role
+    ``role`` is any string: OpenAI's roles (see ``Role``) or one of the API's own, passed to it as given.
+    """
+
+    role: str
     content: Optional[Union[str, List[ContentPart]]] = None
     name: Optional[str] = None
     tool_calls: Optional[List[ToolCall]] = None
@@ -399,8 +404,9 @@ class ChatCompletionRequest(_Lenient):
     temperature: Optional[float] = Field(default=0.7, ge=0, le=2)
     top_p: Optional[float] = Field(default=1.0, ge=0, le=1)
     n: int = Field(default=1, ge=1, le=128)
-    max_tokens: Optional[int] = Field(default=None, ge=1)
-    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    # 0 reaches the API as given (what FastAPI's /docs pre-fills); the spec treats it as no limit.
+    max_tokens: Optional[int] = Field(default=None, ge=0)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=0)
     stop: Optional[Union[str, List[str]]] = None
     seed: Optional[int] = None
     stream: bool = False

@@ -194,6 +194,8 @@ def test_requests_that_can_never_fit_or_are_invalid_get_a_clear_400(llama_server
     response = httpx.post(f"{llama_server.url}/generate", json={"inputs": "x", "parameters": {"max_tokens": 3}})
     assert response.status_code == 422
     client = openai.OpenAI(base_url=f"{llama_server.url}/v1", api_key="unused", timeout=30)
+    with pytest.raises(openai.UnprocessableEntityError, match="role"):  # OpenAISpec would pass it to the API
+        client.chat.completions.create(model="tiny-llama", messages=[{"role": "string", "content": "hi"}])
     with pytest.raises(openai.BadRequestError, match="exceeds"):
         client.completions.create(model="tiny-llama", prompt="What", max_tokens=100_000)
 

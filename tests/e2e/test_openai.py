@@ -85,6 +85,9 @@ def test_length_finish_reason_when_max_tokens_is_reached(serve):
     assert short.choices[0].message.content == "t0 t1 t2 "
     full = client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=50)
     assert full.choices[0].finish_reason == "stop"
+    unlimited = client.chat.completions.create(model="m", messages=MESSAGES, max_completion_tokens=0)
+    assert unlimited.choices[0].finish_reason == "stop", "0 is the API's to interpret, not a limit of 0 tokens"
+    assert unlimited.choices[0].message.content == "t0 t1 t2 t3 t4 "
 
 
 def test_tool_calls_plain_and_streamed(serve):
@@ -140,6 +143,31 @@ def test_request_options_reach_the_context(serve):
     }
     assert seen["temperature"] == 0.2 and seen["max_tokens"] == 12 and seen["metadata"] == {"team": "search"}
     assert seen["messages"][1]["content"][1]["image_url"]["url"].startswith("data:image/png")
+
+
+def test_the_body_prefilled_by_the_docs_page_reaches_the_api_as_given(serve):
+    # FastAPI's /docs page pre-fills this body; LitServe's own e2e test posts it and expects 200.
+    body = {
+        "model": "",
+        "messages": [{"role": "string", "content": "string"}],
+        "temperature": 0.7,
+        "top_p": 1,
+        "n": 1,
+        "max_completion_tokens": 0,
+        "stop": "string",
+        "stream": False,
+        "presence_penalty": 0,
+        "frequency_penalty": 0,
+        "user": "string",
+    }
+    server = serve("tests.apps:ContextEchoChatAPI", spec={"__spec__": "openai"})
+    response = httpx.post(f"{server.url}/v1/chat/completions", json=body, timeout=30)
+    assert response.status_code == 200, response.text
+    seen = json.loads(response.json()["choices"][0]["message"]["content"])
+    assert seen["messages"] == [{"role": "string", "content": "string"}], "a custom role reaches decode_request"
+    assert seen["max_completion_tokens"] == 0 and seen["max_tokens"] is None and seen["stop"] == "string"
+    tool_role = client_for(server).chat.completions.create(model="m", messages=[{"role": "ipython", "content": "4"}])
+    assert json.loads(tool_role.choices[0].message.content)["messages"][0]["role"] == "ipython"
 
 
 def test_n_choices(chat_server):
@@ -212,12 +240,20 @@ def test_api_key_with_the_sdk(serve):
 
 def test_bad_requests_raise_the_sdks_typed_errors(chat_server):
     client = client_for(chat_server)
+    # Any string is a role the API may use; what no API could use is refused in OpenAI's error shape.
     with pytest.raises(openai.UnprocessableEntityError) as info:
-        client.chat.completions.create(model="m", messages=[{"role": "wizard", "content": "hi"}])
+        client.chat.completions.create(model="m", messages=[{"role": 7, "content": "hi"}])
     assert info.value.body["type"] == "invalid_request_error"
     assert "messages" in info.value.body["message"]
     with pytest.raises(openai.UnprocessableEntityError):
         client.chat.completions.create(model="m", messages=MESSAGES, n=0)
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        client.chat.completions.create(model="m", messages=MESSAGES, max_tokens=-1)
+    assert "max_tokens" in info.value.body["message"]
+    for body in ({"model": "m"}, {"messages": "hi"}, {"messages": MESSAGES, "max_tokens": "many"}):
+        refused = httpx.post(f"{chat_server.url}/v1/chat/completions", json=body, timeout=30)
+        assert refused.status_code == 422, body
+        assert set(refused.json()["error"]) == {"message", "type", "param", "code"}
 
     raw = httpx.post(
         f"{chat_server.url}/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}

@@ -97,3 +97,16 @@ def test_sampling_parameters_follow_each_api():
         GenerateRequest(inputs="x", parameters={"top_p": 0}).sampling_params()
     with pytest.raises(ValidationError):
         GenerateRequest(inputs="x", parameters={"max_tokens": 3})  # a typo is rejected, not ignored
+
+
+def test_llm_chat_stays_strict_where_openaispec_lets_the_api_decide():
+    # The chat template is written for OpenAI's roles, and the engine generates at least one token.
+    ok = ChatRequest(messages=[{"role": "developer", "content": "hi"}], max_completion_tokens=1)
+    assert ok.sampling_params().max_new_tokens == 1
+    for body in (
+        {"messages": [{"role": "string", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0},
+        {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 0},
+    ):
+        with pytest.raises(ValidationError):
+            ChatRequest.model_validate(body)
