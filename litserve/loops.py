@@ -18,7 +18,8 @@ __all__ = ["ContinuousBatchingLoop", "LitAPIStatus", "Output"]
 
 @dataclass
 class Output:
-    """One item that a continuous-batching ``step`` produced for the request ``uid``."""
+    """What a continuous-batching ``step`` produced for the request ``uid``: an item (``OK``), the end of its
+    response (``FINISH_STREAMING``, whose ``output`` is not sent) or its failure (``ERROR``)."""
 
     uid: Any
     output: Any
@@ -32,7 +33,9 @@ class ContinuousBatchingLoop:
     client at once. The LitAPI implements:
 
     - ``add_request(uid, request)``: take a new request (the parsed JSON body) into the running set.
-    - ``step(prev_outputs) -> list[Output]``: advance every running request by one step.
+    - ``step(prev_outputs) -> list[Output]``: advance every running request by one step. A request's items
+      are ``OK`` outputs; ``Output(uid, "", LitAPIStatus.FINISH_STREAMING)`` ends its response (its payload
+      is not sent).
     - ``has_capacity() -> bool`` (default: fewer running requests than ``max_batch_size``).
     - ``has_active_requests() -> bool`` (default: some request has not finished).
     - ``encode_response(output)``: turn one ``Output.output`` into what the client receives.

@@ -17,8 +17,10 @@ class CountingGenerator(ls.LitAPI):
     Every item says which step made it and how many requests were running then. Optional request fields:
     ``hold``: after the first item, produce nothing until the file ``<gate_dir>/<hold>`` exists;
     ``hold_first``: the same, before the first item; ``fail_at``: report ERROR after that many items
-    (``fail_status``: as an HTTPException with that status). ``cancel`` appends the uid to
-    ``<gate_dir>/cancelled``.
+    (``fail_status``: as an HTTPException with that status); ``finish_next_step``: end the request one step
+    after its last item instead of in the same step. ``cancel`` appends the uid to ``<gate_dir>/cancelled``.
+
+    Written as LitServe's users write a step: OK items, then ``Output(uid, "", FINISH_STREAMING)``.
     """
 
     def __init__(self, gate_dir: str, max_batch_size: int = 4, **kwargs) -> None:
@@ -53,6 +55,10 @@ class CountingGenerator(ls.LitAPI):
         outputs = []
         for uid, state in list(self.running.items()):
             request, sent = state["request"], state["sent"]
+            if sent >= request["n"]:  # every item is out (a request may ask for none)
+                del self.running[uid]
+                outputs.append(Output(uid, "", LitAPIStatus.FINISH_STREAMING))
+                continue
             if sent == 0 and not self._open(request.get("hold_first")):
                 continue
             if sent == 1 and not self._open(request.get("hold")):
@@ -65,11 +71,10 @@ class CountingGenerator(ls.LitAPI):
                 continue
             state["sent"] = sent + 1
             item = {"prefix": request["prefix"], "i": sent, "step": self.steps, "running": len(self.running)}
-            if sent + 1 >= request["n"]:
+            outputs.append(Output(uid, item, LitAPIStatus.OK))
+            if sent + 1 >= request["n"] and not request.get("finish_next_step"):
                 del self.running[uid]
-                outputs.append(Output(uid, item, LitAPIStatus.FINISH_STREAMING))
-            else:
-                outputs.append(Output(uid, item, LitAPIStatus.OK))
+                outputs.append(Output(uid, "", LitAPIStatus.FINISH_STREAMING))
         return outputs
 
     def encode_response(self, output):

@@ -112,13 +112,12 @@ class LLMAPI(LitAPI):
                 reply.first_token_at = now
                 metrics.observe_ttft(max(0.0, now - reply.submitted))
             body = reply.on_token(event)
-            status = LitAPIStatus.OK
+            outputs.append(Output(event.uid, Encoded(body, reply.headers), LitAPIStatus.OK))
             if event.finished:
-                status = LitAPIStatus.FINISH_STREAMING
+                outputs.append(Output(event.uid, None, LitAPIStatus.FINISH_STREAMING))  # ends it, after the body
                 del self.replies[event.uid]
                 if reply.output_tokens > 1:
                     metrics.observe_tpot((now - reply.first_token_at) / (reply.output_tokens - 1))
-            outputs.append(Output(event.uid, Encoded(body, reply.headers), status))
         metrics.count_generated_tokens(len(events))
         return outputs
 

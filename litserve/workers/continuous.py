@@ -157,16 +157,31 @@ class ContinuousLoop(WorkerLoop):
             logger.exception("cancel(%r) raised", uid)
 
     def deliver(self, outputs: List[Output]) -> None:
-        """Send every output of one step; all of a step's items go out in one message per API process."""
+        """Send every output of one step; all of a step's items go out in one message per API process.
+
+        A ``FINISH_STREAMING`` output ends its request's response and its payload is not sent (as in
+        LitServe, whose users write ``Output(uid, "", FINISH_STREAMING)`` after the last item). An item and
+        the end of its response in the same step travel as one reply.
+        """
         replies: List[Outgoing] = []
+        open_items: Dict[Any, int] = {}  # uid -> index in ``replies`` of its item from this step
         active = self.active
         for out in outputs:
             state = active.get(out.uid)
             if state is None:
                 continue  # cancelled meanwhile, or a uid the loop never gave out
             status = out.status
+            if status == LitAPIStatus.FINISH_STREAMING:
+                del active[out.uid]
+                index = open_items.pop(out.uid, None)
+                if index is None:
+                    replies.append((state.item, 200, None, b"", True))
+                else:
+                    replies[index] = (*replies[index][:4], True)
+                continue
             if status == LitAPIStatus.ERROR:
                 del active[out.uid]
+                open_items.pop(out.uid, None)
                 replies.append(self.error_reply(state, out.output, "step"))
                 continue
             try:
@@ -176,16 +191,14 @@ class ContinuousLoop(WorkerLoop):
                 self.call_cancel(out.uid)
                 replies.append(self.error_reply(state, exc, "encode_response"))
                 continue
-            done = status == LitAPIStatus.FINISH_STREAMING
-            if done:
-                del active[out.uid]
-            elif not body:
+            if not body:
                 continue  # nothing to say yet (e.g. half a character)
             if state.started:
                 headers = None
             else:
                 state.started = True
-            replies.append((state.item, 200, headers, body, done))
+            open_items[out.uid] = len(replies)
+            replies.append((state.item, 200, headers, body, False))
         if replies:
             self.channel.send(replies)
 

@@ -36,6 +36,18 @@ def test_each_request_streams_its_own_items_in_order(serve, tmp_path):
         assert [item["i"] for item in items] == list(range(3 + index))
 
 
+def test_the_finish_output_ends_the_stream_and_its_payload_is_not_sent(serve, tmp_path):
+    server = serve(API, api_kwargs={"gate_dir": str(tmp_path)})
+    url = f"{server.url}/predict"
+    for body in ({"prefix": "same", "n": 2}, {"prefix": "next", "n": 2, "finish_next_step": True}):
+        response = httpx.post(url, json=body, timeout=30)
+        assert response.status_code == 200
+        assert response.text.count("\n") == 2, f"exactly the two items, no item for the FINISH output: {response.text}"
+        assert [item["i"] for item in lines(response)] == [0, 1]
+    nothing = httpx.post(url, json={"prefix": "none", "n": 0}, timeout=30)
+    assert (nothing.status_code, nothing.text) == (200, "")
+
+
 def test_a_request_joins_and_finishes_while_another_is_still_running(serve, tmp_path):
     server = serve(API, api_kwargs={"gate_dir": str(tmp_path)})
     with httpx.Client(timeout=30) as client:
