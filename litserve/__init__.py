@@ -19,7 +19,27 @@ _EXPORTS = {
     "Request": "fastapi",
     "Response": "fastapi",
     "UploadedFile": "litserve.forms",
+    "configure_logging": "litserve.utils",
+    "set_trace": "litserve.utils",
+    "set_trace_if_debug": "litserve.utils",
 }
+
+# Submodules reachable as attributes (``ls.middlewares.MaxSizeMiddleware``), as in LitServe.
+_SUBMODULES = (
+    "api",
+    "callbacks",
+    "connector",
+    "constants",
+    "loggers",
+    "loops",
+    "middlewares",
+    "python_client",
+    "server",
+    "specs",
+    "test_examples",
+    "transport",
+    "utils",
+)
 
 __all__ = [
     "Callback",
@@ -33,6 +53,9 @@ __all__ = [
     "Request",
     "Response",
     "UploadedFile",
+    "configure_logging",
+    "set_trace",
+    "set_trace_if_debug",
     "test_examples",
     "__version__",
 ]
@@ -47,11 +70,12 @@ if TYPE_CHECKING:
     from litserve.loggers import Logger
     from litserve.server import LitServer
     from litserve.specs import LitSpec, OpenAIEmbeddingSpec, OpenAISpec
+    from litserve.utils import configure_logging, set_trace, set_trace_if_debug
 
 
 def __getattr__(name: str) -> Any:
-    if name == "test_examples":  # ``ls.test_examples``, as in LitServe
-        return importlib.import_module("litserve.test_examples")
+    if name in _SUBMODULES:
+        return importlib.import_module(f"litserve.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'litserve' has no attribute {name!r}")
@@ -61,4 +85,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list:
-    return sorted(__all__)
+    return sorted({*__all__, *_EXPORTS, *_SUBMODULES})

@@ -6,6 +6,8 @@ import numbers
 from dataclasses import dataclass
 from typing import Any, List, Optional, Union
 
+from litserve.constants import DEFAULT_API_PATH
+
 
 class _Unset:
     """Marks an option the user did not pass, so another source may fill it."""
@@ -29,7 +31,7 @@ UNSET: Any = _Unset()
 API_OPTION_DEFAULTS = {
     "max_batch_size": 1,
     "batch_timeout": 0.0,
-    "api_path": "/predict",
+    "api_path": DEFAULT_API_PATH,
     "stream": False,
     "spec": None,
     "enable_async": False,
@@ -73,7 +75,7 @@ def resolve_api_options(explicit: dict, server_given: dict) -> ApiOptions:
     validate_api_path(values["api_path"], "api_path")
     _validate_bool(values["stream"], "stream")
     _validate_bool(values["enable_async"], "enable_async")
-    validate_loop(values["loop"], values["stream"])
+    values["loop"] = resolve_loop(values["loop"], values["stream"], values["max_batch_size"])
     values["batch_timeout"] = float(values["batch_timeout"])
     return ApiOptions(**values)
 
@@ -93,15 +95,25 @@ def validate_api_path(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be a URL path starting with '/', got {value!r}")
 
 
-def validate_loop(value: Any, stream: bool) -> None:
-    from litserve.loops import ContinuousBatchingLoop
+def resolve_loop(value: Any, stream: bool, max_batch_size: int) -> Any:
+    """The API's loop: ``"auto"`` (also for a loop ``"auto"`` would pick, once it fits) or a
+    ContinuousBatchingLoop."""
+    from litserve.loops import ContinuousBatchingLoop, DefaultLoop
 
-    if value == "auto":
-        return
+    if isinstance(value, str) and value == "auto":
+        return value
+    if isinstance(value, DefaultLoop):
+        value.check(stream, max_batch_size)
+        return "auto"
     if not isinstance(value, ContinuousBatchingLoop):
-        raise ValueError(f"loop must be 'auto' or a ContinuousBatchingLoop(), got {value!r}")
+        raise ValueError(
+            f"loop must be 'auto', ContinuousBatchingLoop() or one of litserve.loops' SingleLoop(), BatchedLoop(), "
+            f"StreamingLoop(), BatchedStreamingLoop(), got {value!r} (LitServe's custom LitLoop subclasses, which "
+            "run over its internal queues, are not supported)"
+        )
     if not stream:
         raise ValueError("loop=ContinuousBatchingLoop() streams each request's outputs: pass stream=True as well")
+    return value
 
 
 def validate_workers_per_device(value: Any) -> None:

@@ -36,7 +36,11 @@ _CLIENT_GONE = (None, None, b"", True)
 
 
 class PayloadTooLargeError(Exception):
-    pass
+    """A request body passed ``limit`` bytes (the server's or a ``MaxSizeMiddleware``'s)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
 
 
 class Runtime:
@@ -117,8 +121,8 @@ class PredictEndpoint:
                 body = await _read_form(scope, _within_limit(receive, limit))
             else:
                 body = await read_body(receive, limit)
-        except PayloadTooLargeError:
-            await send_reply(send, self.error(413, _too_large_message(limit)))
+        except PayloadTooLargeError as exc:
+            await send_reply(send, self.error(413, _too_large_message(exc.limit)))
             return
         except ValueError as exc:
             await send_reply(send, self.error(400, str(exc)))
@@ -288,7 +292,7 @@ def _within_limit(receive: Receive, limit: Optional[int]) -> Receive:
         message = await receive()
         size += len(message.get("body", b""))
         if size > limit:
-            raise PayloadTooLargeError()
+            raise PayloadTooLargeError(limit)
         return message
 
     return receive_within_limit
@@ -317,6 +321,11 @@ def _urlencoded_form(body: bytes) -> bytes:
     except UnicodeDecodeError:
         raise ValueError("Could not parse the form in the request body: it is not UTF-8 text") from None
     return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL) if fields else b""
+
+
+async def send_too_large(send: Send, limit: int) -> None:
+    """Answer 413 for a body over ``limit`` bytes, in the plain ``{"detail": ...}`` shape."""
+    await send_reply(send, codec.error_reply(413, _too_large_message(limit)))
 
 
 def _too_large_message(limit: int) -> str:

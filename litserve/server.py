@@ -24,9 +24,10 @@ from litserve.http_protocol import (
     guarded_protocol,
     resolve_client_timeout,
 )
-from litserve.log_format import plain_handler, pretty_handler, pretty_uvicorn_log_config
+from litserve.log_format import plain_handler, pretty_handler, pretty_uvicorn_log_config, user_log_config
 from litserve.loggers import LoggerProcess, check_loggers, mounts
 from litserve.metrics import ProcessMetrics
+from litserve.middlewares import check_middlewares
 from litserve.options import (
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
@@ -193,7 +194,7 @@ class LitServer:
         self.max_queue_size = resolve_max_queue_size(max_queue_size)
         self.shutdown_timeout = resolve_shutdown_timeout(shutdown_timeout)
         self.metrics_path = metrics_path
-        self.middlewares = list(middlewares or [])
+        self.middlewares = check_middlewares(middlewares)
         self.enable_shutdown_api = enable_shutdown_api
         self.shutdown_path = shutdown_path
         self.disable_openapi_url = disable_openapi_url
@@ -201,6 +202,7 @@ class LitServer:
         self.request_header_timeout = resolve_client_timeout(request_header_timeout, "request_header_timeout")
         self.request_body_timeout = resolve_client_timeout(request_body_timeout, "request_body_timeout")
 
+        self._pretty_logs = False  # run(pretty_logs=True) sets it
         self._runtime = Runtime()
         self._process_state = ServerProcessState()
         self._main_pid = os.getpid()
@@ -282,14 +284,8 @@ class LitServer:
         if logger_process is not None:
             logger_process.start()
         endpoints = Endpoints.create()
-        inboxes = [endpoints.api_inbox(i) for i in range(num_api_servers)]
-        self._process_state.listeners = endpoints.listen(num_api_servers)
-        metrics_dir = self._metrics_dir(endpoints)
         log_queue = logger_process.queue if logger_process is not None else None
-        specs = self._worker_specs(endpoints, inboxes, log_level, metrics_dir, log_queue)
-        self._process_state.route_workers = [
-            [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
-        ]
+        inboxes, specs, metrics_dir = self._prepare_workers(endpoints, num_api_servers, log_level, log_queue)
         self._log_banner(sock, specs, num_api_servers)
         supervisor_metrics = ProcessMetrics(len(self.lit_apis), metrics_dir).open("supervisor")
         self._started_at = started_at
@@ -312,6 +308,19 @@ class LitServer:
             sys.exit(1)
 
     # --- internals ---------------------------------------------------------------------------------
+
+    def _prepare_workers(
+        self, endpoints: Endpoints, num_api_servers: int, log_level: str, log_queue: Any = None
+    ) -> Tuple[List[str], List[WorkerSpec], Optional[str]]:
+        """Bind the API processes' inboxes and describe every worker: (inboxes, worker specs, metrics dir)."""
+        inboxes = [endpoints.api_inbox(i) for i in range(num_api_servers)]
+        self._process_state.listeners = endpoints.listen(num_api_servers)
+        metrics_dir = self._metrics_dir(endpoints)
+        specs = self._worker_specs(endpoints, inboxes, log_level, metrics_dir, log_queue)
+        self._process_state.route_workers = [
+            [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
+        ]
+        return inboxes, specs, metrics_dir
 
     def _asgi_app(self) -> Any:
         app = self._lit_app
@@ -489,6 +498,7 @@ class LitServer:
                             pretty_logs=self._pretty_logs,
                             callbacks=self._callbacks,
                             log_queue=log_queue,
+                            log_config=user_log_config(),
                         )
                     )
         return specs
@@ -611,6 +621,8 @@ def _check_port(port: Union[int, str]) -> int:
 
 
 def _configure_logging(level: str, pretty: bool = False) -> None:
+    if user_log_config() is not None:
+        return  # the user's ``configure_logging`` decides
     logger = logging.getLogger("litserve")
     if not logger.handlers:
         logger.addHandler(pretty_handler() if pretty else plain_handler())

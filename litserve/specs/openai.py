@@ -17,7 +17,9 @@ from fastapi import Response
 from pydantic import BaseModel
 
 from litserve import codec
+from litserve.specs import openai_types
 from litserve.specs.base import LitSpec
+from litserve.specs.openai_types import *  # noqa: F403 (LitServe's users import the types from here)
 from litserve.specs.openai_types import (
     ChatCompletionRequest,
     ChatMessage,
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
     from litserve.transport.worker_channel import WorkerChannel
     from litserve.workers.hooks import HookRunner
 
-__all__ = ["OpenAISpec", "ChatCompletionRequest", "ChatMessage", "openai_error_body"]
+__all__ = ["OpenAISpec", "openai_error_body", *openai_types.__all__]
 
 logger = logging.getLogger("litserve")
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, List, Optional
 from litserve import codec
 from litserve.specs.base import LitSpec
 from litserve.specs.openai import add_models_routes, openai_error_body
-from litserve.specs.openai_embedding_types import EmbeddingRequest, EmbeddingResponse
+from litserve.specs.openai_embedding_types import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsageInfo
 from litserve.workers.loops import WorkerLoop, make_loop
 from litserve.workers.protocol import JsonProtocol
 
@@ -27,7 +27,9 @@ if TYPE_CHECKING:
     from litserve.transport.worker_channel import WorkerChannel
     from litserve.workers.hooks import HookRunner
 
-__all__ = ["OpenAIEmbeddingSpec", "EmbeddingRequest", "EmbeddingResponse"]
+UsageInfo = EmbeddingUsageInfo  # LitServe's name here
+
+__all__ = ["OpenAIEmbeddingSpec", "Embedding", "EmbeddingRequest", "EmbeddingResponse", "UsageInfo"]
 
 
 class EmbeddingProtocol(JsonProtocol):

@@ -16,6 +16,7 @@ Streaming notes (facts about the SDK's SSE client):
 import json
 import time
 import uuid
+from enum import Enum
 from typing import Annotated, Any, Dict, List, Literal, Optional, Union
 
 from pydantic import (
@@ -54,6 +55,7 @@ __all__ = [
     "FunctionDefinition",
     "ImageContent",
     "ImageContentURL",
+    "ImageDetail",
     "InputAudio",
     "JSONSchema",
     "ModelCard",
@@ -170,6 +172,14 @@ class TextContent(_Lenient):
 
     type: Literal["text"] = "text"
     text: str
+
+
+class ImageDetail(str, Enum):
+    """The ``detail`` levels OpenAI defines for an image (``ImageContentURL.detail`` accepts any string)."""
+
+    auto = "auto"
+    low = "low"
+    high = "high"
 
 
 class ImageContentURL(_Lenient):

@@ -43,6 +43,7 @@ class WorkerSpec:
     pretty_logs: bool = False  # write the log through rich, as the main process does
     callbacks: Any = None  # a CallbackRunner, or None when the server has no callbacks
     log_queue: Any = None  # where ``LitAPI.log`` sends entries for the loggers, or None without loggers
+    log_config: Any = None  # the user's ``configure_logging`` (a LogConfig), applied in the worker too
 
     @property
     def name(self) -> str:
@@ -63,7 +64,10 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the main process stops us.
     signal.signal(signal.SIGTERM, _exit_quietly)
-    _configure_logging(spec.log_level, spec.pretty_logs)
+    if spec.log_config is not None:
+        spec.log_config.apply()
+    else:
+        _configure_logging(spec.log_level, spec.pretty_logs)
     parent = multiprocessing.parent_process()
     metrics = WorkerMetrics(spec.metrics_dir, spec.worker_id, spec.api_index) if spec.metrics_dir else None
     channel = WorkerChannel(spec.api_inboxes, parent.sentinel if parent else None, metrics)
