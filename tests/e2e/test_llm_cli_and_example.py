@@ -1,4 +1,4 @@
-"""``litserve llm MODEL_DIR`` and ``examples/llm`` start as a user would start them and answer."""
+"""``litserve llm MODEL_DIR`` and ``examples/llm`` start as a user would start them, answer, and warn of nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port, launch
+from tests.conftest import REPO_ROOT, free_port, launch, warnings_in
 
 pytest.importorskip("transformers")
 
@@ -34,6 +34,7 @@ def test_litserve_llm_command_serves_with_the_given_budget(model_dir, tmp_path):
         assert reply.status_code == 200 and reply.json()["count_output_tokens"] <= 3
         too_big = httpx.post(f"{server.url}/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 400}})
         assert too_big.status_code == 400 and "300" in too_big.json()["detail"]
+        assert warnings_in(server.output()) == [], server.output()
     finally:
         server.stop()
 
@@ -49,3 +50,4 @@ def test_llm_example_and_its_client(model_dir, serve_script, tmp_path):
         check=True,
     )
     assert "generated_text" in result.stdout and "completion_tokens" in result.stdout
+    assert warnings_in(server.output()) == [], server.output()
