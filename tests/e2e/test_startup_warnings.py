@@ -120,6 +120,7 @@ def test_builtin_apis_start_and_serve_without_a_warning(serve):
     server = serve(list(apis), api_kwargs=list(apis.values()))
     assert httpx.post(f"{server.url}/simple", json={"input": 3}).json() == {"output": 9}
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    # OpenAISpec APIs answer whatever model a request names (their model_name is the class name), as LitServe's.
     chat = client.chat.completions.create(model="lit", messages=[{"role": "user", "content": "hi"}])
     assert chat.choices[0].message.content == "This is a generated output"
     assert len(client.embeddings.create(model="lit", input="hi").data[0].embedding) == 768
