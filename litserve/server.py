@@ -246,15 +246,18 @@ class LitServer:
         generate_client_file: bool = True,
         api_server_worker_type: Optional[str] = None,
         pretty_logs: bool = False,
+        access_log: bool = True,
         **uvicorn_options: Any,
     ) -> None:
         """Start the workers and the HTTP server; returns when the server stops.
 
         ``num_api_servers`` uvicorn processes share the port (default 1); API servers are always processes
         (``api_server_worker_type`` is accepted for LitServe compatibility). ``pretty_logs`` colours the log
-        with rich. The port listens before the first start-up line; requests that arrive before the workers
-        finished ``setup`` wait for them (up to ``timeout``). Logs ``ready: N workers in X s`` once they have.
-        Exits the process with status 1 if a worker's ``setup`` fails or the port cannot be used.
+        with rich. ``access_log`` logs one line per request, as uvicorn does (``127.0.0.1:50000 - "POST
+        /predict HTTP/1.1" 200 OK``, at info level, logger ``uvicorn.access``). The port listens before the
+        first start-up line; requests that arrive before the workers finished ``setup`` wait for them (up to
+        ``timeout``). Logs ``ready: N workers in X s`` once they have. Exits the process with status 1 if a
+        worker's ``setup`` fails or the port cannot be used.
         """
         started_at = time.monotonic()
         if api_server_worker_type not in (None, "process", "thread"):
@@ -264,6 +267,7 @@ class LitServer:
         if not isinstance(num_api_servers, int) or isinstance(num_api_servers, bool) or num_api_servers < 1:
             raise ValueError(f"num_api_servers must be an integer >= 1, got {num_api_servers!r}")
         self._pretty_logs = bool(pretty_logs)
+        uvicorn_options["access_log"] = bool(access_log)
         _configure_logging(log_level, self._pretty_logs)
         for warning in [*self._startup_warnings, *ineffective_run_options(api_server_worker_type, uvicorn_options)]:
             logger.warning(warning)
@@ -326,7 +330,7 @@ class LitServer:
         host, port = sock.getsockname()[:2]
         # uvicorn's own limit is a last resort: at shutdown_timeout, held requests are answered with 503.
         grace = self.shutdown_timeout + _SHUTDOWN_MARGIN_S
-        options = {"loop": "auto", "http": "auto", "access_log": False, "timeout_graceful_shutdown": grace}
+        options = {"loop": "auto", "http": "auto", "timeout_graceful_shutdown": grace}
         options.update(uvicorn_options)
         # uvicorn has no deadline for a request still arriving: slow or stalled clients are closed by ours.
         options["http"] = guarded_protocol(options["http"], self.request_header_timeout, self.request_body_timeout)
