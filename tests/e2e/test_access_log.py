@@ -38,3 +38,15 @@ def test_access_log_false_writes_none(serve):
     assert httpx.post(f"{server.url}/predict", json={}).status_code == 400
     assert access_lines(server.output()) == []
     assert "ready: 1 worker" in server.output()  # the rest of the log is still there
+
+
+def test_the_line_is_uvicorns_whether_written_directly_or_through_a_configured_logger(serve):
+    # The API-key redaction filter sends the lines through the logging machinery, as any log_config would.
+    direct = serve("tests.apps:SquareAPI")
+    logged = serve("tests.apps:SquareAPI", env={"LIT_SERVER_API_KEY": "k3y"}, run_kwargs={"pretty_logs": False})
+    for server, headers in ((direct, {}), (logged, {"X-API-Key": "k3y"})):
+        before = len(access_lines(server.output()))
+        assert httpx.post(f"{server.url}/predict", json={"input": 2}, headers=headers).status_code == 200
+        assert access_lines(server.output())[before:] == [("POST", "/predict", 200)]
+    line = re.compile(r'^INFO:     127\.0\.0\.1:\d+ - "POST /predict HTTP/1\.1" 200 OK$', re.M)
+    assert line.search(direct.output()) and line.search(logged.output())
