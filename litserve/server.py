@@ -204,6 +204,7 @@ class LitServer:
         self._runtime = Runtime()
         self._process_state = ServerProcessState()
         self._main_pid = os.getpid()
+        self._early_signals: Optional[lifecycle.EarlySignals] = None  # while run() runs
         self._observer = None
         if self._callbacks is not None or track_requests:
             self._observer = RequestObserver(self._callbacks, self, track_requests)
@@ -268,6 +269,24 @@ class LitServer:
             raise ValueError(f"num_api_servers must be an integer >= 1, got {num_api_servers!r}")
         self._pretty_logs = bool(pretty_logs)
         uvicorn_options["access_log"] = bool(access_log)
+        # From here on a SIGINT or SIGTERM is never lost nor a traceback, however early in the start-up it comes.
+        with lifecycle.EarlySignals() as self._early_signals:
+            self._serve(host, port, num_api_servers, log_level, generate_client_file, api_server_worker_type,
+                        uvicorn_options, started_at)  # fmt: skip
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _serve(
+        self,
+        host: str,
+        port: int,
+        num_api_servers: int,
+        log_level: str,
+        generate_client_file: bool,
+        api_server_worker_type: Optional[str],
+        uvicorn_options: Dict[str, Any],
+        started_at: float,
+    ) -> None:
         _configure_logging(log_level, self._pretty_logs)
         for warning in [*self._startup_warnings, *ineffective_run_options(api_server_worker_type, uvicorn_options)]:
             logger.warning(warning)
@@ -315,8 +334,6 @@ class LitServer:
         if failed:
             sys.exit(1)
 
-    # --- internals ---------------------------------------------------------------------------------
-
     def _asgi_app(self) -> Any:
         app = self._lit_app
         for middleware in reversed(self.middlewares):
@@ -347,6 +364,7 @@ class LitServer:
             on_shutdown=self._begin_draining,
             on_shutdown_timeout=self._answer_held_requests,
             parent_pid=parent_pid,
+            early_signals=self._early_signals,
         )
 
     def _begin_draining(self) -> None:
@@ -420,6 +438,8 @@ class LitServer:
 
         for sig in previous:
             signal.signal(sig, on_signal)
+        if self._early_signals is not None and self._early_signals.received:
+            os.write(wakeup_w, b"x")  # it came while the server was starting: stop now
         try:
             from multiprocessing.connection import wait
 
