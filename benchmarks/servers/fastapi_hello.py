@@ -1,8 +1,7 @@
 """Plain FastAPI reference server: POST /predict with {"input": x} returns {"output": x**2}.
 
 One process under uvicorn with uvloop and httptools, access log off (``--access-log``: on, at info level).
-GET /health returns "ok" so the
-harness can wait for it the same way it waits for litserve.
+GET /health returns "ok" so the harness can wait for it the same way it waits for litserve.
 """
 
 from __future__ import annotations

@@ -148,13 +148,11 @@ class ImageSteps:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("gpu", [False, True], ids=["cpu-with-requirements-naming-litserve", "gpu-no-requirements"])
 def test_the_images_own_steps_install_this_litserve_and_serve_the_probes(gpu, tmp_path):
-    folder = copy_example("hello_world", tmp_path)
-    if gpu:
-        (folder / "requirements.txt").unlink()
-    else:
+    # examples/deploy, whose README regenerates these files and builds the image: the hello-world server.
+    folder = copy_example("deploy", tmp_path)
+    if not gpu:
         # A user's requirements naming litserve, unpinned: the index's litserve (another project) must not win.
-        with open(folder / "requirements.txt", "a") as requirements:
-            requirements.write("litserve\n")
+        (folder / "requirements.txt").write_text("litserve\n")
     generate(folder, "--image", IMAGE, dockerize_flags=("--gpu",) if gpu else ())
     wheels = sorted(path.name for path in (folder / "wheels").iterdir())
     assert len(wheels) == 1 and wheels[0].startswith("litserve-") and wheels[0].endswith("-py3-none-any.whl")
