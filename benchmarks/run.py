@@ -46,7 +46,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--python", default=sys.executable, help="interpreter that runs the servers (default: this one)"
     )
-    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated targets to run, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="comma-separated targets to run, e.g. 1,3")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per target; medians are reported")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of each measured wrk run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of untimed wrk load before each run")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 import typing
 from typing import Callable, Dict, List, Optional
@@ -28,17 +29,47 @@ def _summary(function: Callable[..., object]) -> str:
     return (inspect.getdoc(function) or "").split("\nArgs:")[0].strip()
 
 
+# A flag as jsonargparse names it after the parameter (``--max_total_token_num``); shown with dashes.
+_UNDERSCORED_FLAG = re.compile(r"(?<![\w-])--[a-z0-9]+(?:_[a-z0-9]+)+")
+
+
+def _dashed(text: str) -> str:
+    return _UNDERSCORED_FLAG.sub(lambda match: match.group(0).replace("_", "-"), text)
+
+
+def _parser_class():
+    """jsonargparse's parser, writing every flag in its help, usage and errors with dashes."""
+    from jsonargparse import ArgumentParser, DefaultHelpFormatter
+
+    class DashedHelpFormatter(DefaultHelpFormatter):
+        def format_help(self) -> str:
+            return _dashed(super().format_help())
+
+    class DashedArgumentParser(ArgumentParser):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, formatter_class=DashedHelpFormatter, **kwargs)
+
+        def error(self, message: str, ex: Optional[Exception] = None):
+            return super().error(_dashed(message), ex)
+
+    return DashedArgumentParser
+
+
+def command_parser(name: str):
+    """The parser of ``litserve NAME``: its help and its errors name ``litserve NAME --help``."""
+    function = COMMANDS[name]
+    parser = _parser_class()(prog=f"litserve {name}", description=_summary(function), exit_on_error=True)
+    parser.add_function_arguments(function, as_positional=True, as_group=False)
+    return parser
+
+
 def build_parser():
     """The jsonargparse parser with one subcommand per entry of ``COMMANDS``."""
-    from jsonargparse import ArgumentParser
-
-    parser = ArgumentParser(prog="litserve", description="Serve AI models over HTTP.", exit_on_error=True)
+    parser = _parser_class()(prog="litserve", description="Serve AI models over HTTP.", exit_on_error=True)
     parser.add_argument("--version", action="version", version=f"litserve {__version__}")
     subcommands = parser.add_subcommands(required=False, dest="command")
     for name, function in COMMANDS.items():
-        sub = ArgumentParser(prog=f"litserve {name}", description=_summary(function))
-        sub.add_function_arguments(function, as_positional=True, as_group=False)
-        subcommands.add_subcommand(name, sub, help=_summary(function).split("\n")[0])
+        subcommands.add_subcommand(name, command_parser(name), help=_summary(function).split("\n")[0])
     return parser
 
 
@@ -67,15 +98,14 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(f"litserve run: {exc}", file=sys.stderr)
                 return 2
             return 0
-    parser = build_parser()
-    if argv and argv[0] in COMMANDS:
-        argv = [argv[0], *_normalize_flags(COMMANDS[argv[0]], argv[1:])]
-    config = parser.parse_args(argv)
-    if not config.get("command"):
-        parser.print_help()
+    if not argv or argv[0] not in COMMANDS:
+        build_parser().parse_args(argv)  # --help, --version, or an error naming the subcommands
+        build_parser().print_help()
         return 0
-    name = config.command
-    kwargs = {key: value for key, value in config[name].items() if not key.startswith("__")}
+    name = argv[0]
+    # The subcommand's own parser: a missing or bad argument points at `litserve NAME --help`.
+    config = command_parser(name).parse_args(_normalize_flags(COMMANDS[name], argv[1:]))
+    kwargs = {key: value for key, value in config.items() if not key.startswith("__")}
     try:
         result = COMMANDS[name](**kwargs)
     except (ValueError, FileNotFoundError) as exc:  # bad input: say what is wrong, no traceback
@@ -88,7 +118,8 @@ _BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
 
 
 def _normalize_flags(function: Callable[..., object], args: List[str]) -> List[str]:
-    """Accept ``--min-replicas`` for ``--min_replicas``, and a bare ``--gpu`` for ``--gpu=true``."""
+    """Accept ``--min-replicas`` for ``--min_replicas``, a bare ``--gpu`` for ``--gpu=true`` and ``--no-gpu``
+    for ``--gpu=false``."""
     try:
         hints = typing.get_type_hints(function)
     except Exception:
@@ -101,6 +132,9 @@ def _normalize_flags(function: Callable[..., object], args: List[str]) -> List[s
             continue
         flag, sep, value = arg.partition("=")
         name = flag[2:].replace("-", "_")
+        if not sep and name.startswith("no_") and name[3:] in booleans:
+            normalized.append(f"--{name[3:]}=false")
+            continue
         following = args[index + 1] if index + 1 < len(args) else None
         if name in booleans and not sep and (following is None or following.lower() not in _BOOL_WORDS):
             sep, value = "=", "true"

@@ -12,6 +12,8 @@ trickle bytes (slowloris) hold connections and memory indefinitely; httptools al
 - answers 408 and closes when a request body makes no progress for ``body_timeout`` seconds. The request's
   handler then sees a disconnect, so a stalled body never reaches a worker.
 
+It also writes uvicorn's access-log lines the cheap way where it can (``litserve.access_log``).
+
 Time the server spends not reading (flow control while the app is busy) never counts against the client.
 Idle keep-alive connections stay uvicorn's business (``timeout_keep_alive``).
 """
@@ -22,6 +24,8 @@ import asyncio
 from typing import Any, Optional, Type, Union
 
 import h11
+
+from litserve.access_log import direct_access_log
 
 DEFAULT_HEADER_TIMEOUT_S = 5.0
 DEFAULT_BODY_TIMEOUT_S = 15.0
@@ -57,6 +61,8 @@ class _Deadlines:
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        if self.access_log:  # uvicorn's access logger has handlers: write its lines the cheap way if it can be
+            self.access_logger = direct_access_log(self.access_logger) or self.access_logger
         self._timer: Optional[asyncio.TimerHandle] = None
         self._head_started_at: Optional[float] = self.loop.time()  # waiting for the first request
         self._last_data_at = self._head_started_at

@@ -1,13 +1,15 @@
-"""Start-up and readiness: the listening socket before any start-up line, and one line once workers are ready."""
+"""Start-up and readiness: the listening socket before any start-up line, one line once workers are ready, and
+no stop signal lost while the server starts."""
 
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import sys
 import threading
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 logger = logging.getLogger("litserve")
 
@@ -64,3 +66,33 @@ def announce_when_ready(supervisor: Any, worker_count: int, started_at: float) -
     thread = threading.Thread(target=wait_and_log, name="litserve-ready", daemon=True)
     thread.start()
     return thread
+
+
+class EarlySignals:
+    """Keeps SIGINT and SIGTERM that arrive while ``run()`` starts, for the HTTP server to act on.
+
+    uvicorn handles signals once its event loop runs. Before that, a SIGINT raised KeyboardInterrupt in the
+    middle of the start-up (a traceback), or was lost where it is ignored: a background job of a
+    non-interactive shell (``python server.py &`` in a script) starts with SIGINT ignored, and the first
+    ``kill -INT`` did nothing. While entered, this records them; the HTTP server replays them the moment it
+    handles signals (``received``), so the server stops as for any later signal. Leaving it restores the
+    handlers that were there before.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: List[int] = []
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> EarlySignals:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._record) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _record(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)

@@ -124,6 +124,9 @@ class ContinuousBatchingLoop(LitLoop):
         max_sequence_length: kept for LitServe compatibility; the LitAPI decides when a request ends.
     """
 
+    # The LitAPI methods this loop calls by name (the start-up check for misspelt hooks knows them).
+    hooks = ("add_request", "step", "has_capacity", "has_active_requests", "cancel")
+
     def __init__(self, max_sequence_length: int = 2048) -> None:
         self.max_sequence_length = max_sequence_length
 

@@ -206,6 +206,7 @@ class LitServer:
         self._runtime = Runtime()
         self._process_state = ServerProcessState()
         self._main_pid = os.getpid()
+        self._early_signals: Optional[lifecycle.EarlySignals] = None  # while run() runs
         self._observer = None
         if self._callbacks is not None or track_requests:
             self._observer = RequestObserver(self._callbacks, self, track_requests)
@@ -248,15 +249,18 @@ class LitServer:
         generate_client_file: bool = True,
         api_server_worker_type: Optional[str] = None,
         pretty_logs: bool = False,
+        access_log: bool = True,
         **uvicorn_options: Any,
     ) -> None:
         """Start the workers and the HTTP server; returns when the server stops.
 
         ``num_api_servers`` uvicorn processes share the port (default 1); API servers are always processes
         (``api_server_worker_type`` is accepted for LitServe compatibility). ``pretty_logs`` colours the log
-        with rich. The port listens before the first start-up line; requests that arrive before the workers
-        finished ``setup`` wait for them (up to ``timeout``). Logs ``ready: N workers in X s`` once they have.
-        Exits the process with status 1 if a worker's ``setup`` fails or the port cannot be used.
+        with rich. ``access_log`` logs one line per request, as uvicorn does (``127.0.0.1:50000 - "POST
+        /predict HTTP/1.1" 200 OK``, at info level, logger ``uvicorn.access``). The port listens before the
+        first start-up line; requests that arrive before the workers finished ``setup`` wait for them (up to
+        ``timeout``). Logs ``ready: N workers in X s`` once they have. Exits the process with status 1 if a
+        worker's ``setup`` fails or the port cannot be used.
         """
         started_at = time.monotonic()
         if api_server_worker_type not in (None, "process", "thread"):
@@ -266,6 +270,25 @@ class LitServer:
         if not isinstance(num_api_servers, int) or isinstance(num_api_servers, bool) or num_api_servers < 1:
             raise ValueError(f"num_api_servers must be an integer >= 1, got {num_api_servers!r}")
         self._pretty_logs = bool(pretty_logs)
+        uvicorn_options["access_log"] = bool(access_log)
+        # From here on a SIGINT or SIGTERM is never lost nor a traceback, however early in the start-up it comes.
+        with lifecycle.EarlySignals() as self._early_signals:
+            self._serve(host, port, num_api_servers, log_level, generate_client_file, api_server_worker_type,
+                        uvicorn_options, started_at)  # fmt: skip
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    def _serve(
+        self,
+        host: str,
+        port: int,
+        num_api_servers: int,
+        log_level: str,
+        generate_client_file: bool,
+        api_server_worker_type: Optional[str],
+        uvicorn_options: Dict[str, Any],
+        started_at: float,
+    ) -> None:
         _configure_logging(log_level, self._pretty_logs)
         for warning in [*self._startup_warnings, *ineffective_run_options(api_server_worker_type, uvicorn_options)]:
             logger.warning(warning)
@@ -307,8 +330,6 @@ class LitServer:
         if failed:
             sys.exit(1)
 
-    # --- internals ---------------------------------------------------------------------------------
-
     def _prepare_workers(
         self, endpoints: Endpoints, num_api_servers: int, log_level: str, log_queue: Any = None
     ) -> Tuple[List[str], List[WorkerSpec], Optional[str]]:
@@ -335,7 +356,7 @@ class LitServer:
         host, port = sock.getsockname()[:2]
         # uvicorn's own limit is a last resort: at shutdown_timeout, held requests are answered with 503.
         grace = self.shutdown_timeout + _SHUTDOWN_MARGIN_S
-        options = {"loop": "auto", "http": "auto", "access_log": False, "timeout_graceful_shutdown": grace}
+        options = {"loop": "auto", "http": "auto", "timeout_graceful_shutdown": grace}
         options.update(uvicorn_options)
         # uvicorn has no deadline for a request still arriving: slow or stalled clients are closed by ours.
         options["http"] = guarded_protocol(options["http"], self.request_header_timeout, self.request_body_timeout)
@@ -352,6 +373,7 @@ class LitServer:
             on_shutdown=self._begin_draining,
             on_shutdown_timeout=self._answer_held_requests,
             parent_pid=parent_pid,
+            early_signals=self._early_signals,
         )
 
     def _begin_draining(self) -> None:
@@ -425,6 +447,8 @@ class LitServer:
 
         for sig in previous:
             signal.signal(sig, on_signal)
+        if self._early_signals is not None and self._early_signals.received:
+            os.write(wakeup_w, b"x")  # it came while the server was starting: stop now
         try:
             from multiprocessing.connection import wait
 

@@ -7,16 +7,17 @@ import inspect
 from typing import Any, Dict, List
 
 from litserve.api import LitAPI
+from litserve.loops import ContinuousBatchingLoop
 
-# Hooks litserve looks up by name beyond LitAPI's own methods.
-_EXTRA_HOOKS = ("authorize",)
+# Hooks litserve looks up by name beyond LitAPI's own methods: the routes' and every worker loop's.
+_EXTRA_HOOKS = ("authorize", *ContinuousBatchingLoop.hooks)
 # Spellings close enough to a hook to be a mistake, though difflib finds them far apart.
 _SUFFIXES = ("_model", "_fn", "_func", "_hook")
 _CUTOFF = 0.8
 
 
 def hook_names() -> List[str]:
-    """Every method litserve calls on a LitAPI by name."""
+    """Every method litserve calls on a LitAPI by name, whichever loop serves it."""
     own = [name for name, _ in inspect.getmembers(LitAPI, inspect.isfunction) if not name.startswith("_")]
     return sorted({*own, *_EXTRA_HOOKS})
 

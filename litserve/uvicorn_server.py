@@ -12,6 +12,8 @@ from typing import Callable, Generator, List, Optional
 
 import uvicorn
 
+from litserve.lifecycle import EarlySignals
+
 logger = logging.getLogger("litserve")
 
 
@@ -27,6 +29,8 @@ class UvicornServer(uvicorn.Server):
         on_shutdown: called when shutdown begins (the listening socket closes at the same time).
         on_shutdown_timeout: called when ``shutdown_timeout`` has passed and requests are still running.
         parent_pid: shut down at once, without grace, if this process's parent is no longer ``parent_pid``.
+        early_signals: signals that came before this server handled them (``lifecycle.EarlySignals``): acted
+            on as soon as it does.
     """
 
     def __init__(
@@ -36,8 +40,10 @@ class UvicornServer(uvicorn.Server):
         on_shutdown: Optional[Callable[[], None]] = None,
         on_shutdown_timeout: Optional[Callable[[], None]] = None,
         parent_pid: Optional[int] = None,
+        early_signals: Optional[EarlySignals] = None,
     ) -> None:
         super().__init__(config)
+        self.early_signals = early_signals
         self.shutdown_timeout = shutdown_timeout
         self.on_shutdown = on_shutdown
         self.on_shutdown_timeout = on_shutdown_timeout
@@ -49,6 +55,8 @@ class UvicornServer(uvicorn.Server):
             yield
             return
         original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig in self.early_signals.received if self.early_signals is not None else ():
+            self.handle_exit(sig, None)
         try:
             yield
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +24,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# A warning in a server's log: litserve's and uvicorn's "WARNING:" lines, and Python's "...Warning: ..." ones.
+_WARNING_LINE = re.compile(r"^WARNING:|\b[A-Z]\w*Warning: ")
+
+
+def warnings_in(output: str) -> List[str]:
+    """The lines of a server's log that are warnings."""
+    return [line for line in output.splitlines() if _WARNING_LINE.search(line)]
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.02, message: str = "condition") -> None:

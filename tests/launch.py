@@ -28,6 +28,10 @@ def build_spec(value):
     return value
 
 
+def built_specs(kwargs: dict) -> dict:
+    return {key: build_spec(value) if key == "spec" else value for key, value in kwargs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--api", action="append", required=True, help="module:Class; repeat for several APIs")
@@ -37,10 +41,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     api_kwargs = args.api_kwargs or ["{}"] * len(args.api)
-    apis = [load(target)(**json.loads(kwargs)) for target, kwargs in zip(args.api, api_kwargs)]
-    server_kwargs = json.loads(args.server_kwargs)
-    if "spec" in server_kwargs:
-        server_kwargs["spec"] = build_spec(server_kwargs["spec"])
+    apis = [load(target)(**built_specs(json.loads(kwargs))) for target, kwargs in zip(args.api, api_kwargs)]
+    server_kwargs = built_specs(json.loads(args.server_kwargs))
     server = ls.LitServer(apis if len(apis) > 1 else apis[0], **server_kwargs)
     run_kwargs = {"generate_client_file": False, "host": "127.0.0.1", **json.loads(args.run_kwargs)}
     server.run(port=args.port, **run_kwargs)

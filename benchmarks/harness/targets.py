@@ -438,10 +438,57 @@ def target_startup(cfg: Config) -> Section:
     )
 
 
+def target_access_log(cfg: Config) -> Section:
+    """6. The access log's cost: hello world under wrk with it off and on, on litserve and FastAPI alike."""
+    specs = {
+        (server, setting): ServerSpec(
+            f"{base.label}, access log {setting}", base.script, ("--access-log",) if setting == "on" else ()
+        )
+        for server, base in (("litserve", LITSERVE_HELLO), ("FastAPI", FASTAPI_HELLO))
+        for setting in ("off", "on")
+    }
+    results: dict[tuple[str, str], list[LoadRound]] = {key: [] for key in specs}
+    for round_index in range(cfg.rounds):
+        progress(f"6. access log, round {round_index + 1}/{cfg.rounds}")
+        for key in alternate(list(specs), round_index):
+            results[key].append(wrk_round(cfg, specs[key], HELLO_BODY, is_hello, HELLO_EXPECT))
+    rps = {key: median_rps(rounds) for key, rounds in results.items()}
+    ratio = {setting: rps[("litserve", setting)] / rps[("FastAPI", setting)] for setting in ("off", "on")}
+    cost = {server: 1 - rps[(server, "on")] / rps[(server, "off")] for server in ("litserve", "FastAPI")}
+    load = f"wrk -t{cfg.threads} -c{cfg.connections} -d{cfg.duration:g}s"
+    rows = [wrk_row(specs[key].label, rounds) for key, rounds in results.items()]
+    rows += [padded([f"ratio litserve/FastAPI, access log {setting}", fmt(ratio[setting])]) for setting in ratio]
+    rows += [padded([f"{server}: req/s lost to the access log", f"{cost[server]:.1%}"]) for server in cost]
+    lit_errors = errors(results[("litserve", "off")]) + errors(results[("litserve", "on")])
+    return Section(
+        number=6,
+        title=f"Access log off and on (hello world), {load}",
+        headers=WRK_HEADERS,
+        rows=rows,
+        summary=Summary(
+            f"hello world req/s with the access log on ({load})",
+            f"{fmt(rps[('litserve', 'on')], 0)} req/s (off: {fmt(rps[('litserve', 'off')], 0)}; "
+            f"cost {cost['litserve']:.1%})",
+            f"FastAPI on {fmt(rps[('FastAPI', 'on')], 0)} req/s (cost {cost['FastAPI']:.1%})",
+            f"{fmt(ratio['on'])} on / {fmt(ratio['off'])} off",
+            ">= 1.20 on, no errors",
+            ratio["on"] >= 1.2 and lit_errors == 0,
+        ),
+        raw=[line for key, rounds in results.items() for line in wrk_raw(specs[key].label, rounds)],
+        notes=WRK_NOTES
+        + [
+            "access log on: uvicorn's access log at info level on both servers (litserve: run(access_log=True), its "
+            "default, with log_level='info'; FastAPI: uvicorn.run(access_log=True, log_level='info')), written to "
+            "the server's log file; off: access_log=False and log_level='warning' on both.",
+        ],
+    )
+
+
 TARGETS: dict[int, Callable[[Config], Section]] = {
     1: target_hello,
     2: target_mlp,
     3: target_stream,
     4: target_latency,
     5: target_startup,
+    6: target_access_log,
 }

@@ -1,7 +1,7 @@
 """Plain FastAPI reference server: POST /predict with {"input": x} returns {"output": x**2}.
 
-One process under uvicorn with uvloop and httptools, access log off. GET /health returns "ok" so the
-harness can wait for it the same way it waits for litserve.
+One process under uvicorn with uvloop and httptools, access log off (``--access-log``: on, at info level).
+GET /health returns "ok" so the harness can wait for it the same way it waits for litserve.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--access-log", action="store_true", help="log each request (at info level)")
     args = parser.parse_args()
     uvicorn.run(
         app,
@@ -41,8 +42,8 @@ def main() -> None:
         port=args.port,
         loop="uvloop",
         http="httptools",
-        access_log=False,
-        log_level="warning",
+        access_log=args.access_log,
+        log_level="info" if args.access_log else "warning",
         workers=1,
     )
 

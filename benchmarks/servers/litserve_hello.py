@@ -34,9 +34,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--access-log", action="store_true", help="log each request (at info level)")
     args = parser.parse_args()
+    log_level = "info" if args.access_log else args.log_level
     server = ls.LitServer(HelloAPI(), accelerator="cpu", workers_per_device=1, timeout=30)
-    server.run(host=args.host, port=args.port, log_level=args.log_level, generate_client_file=False)
+    server.run(
+        host=args.host, port=args.port, log_level=log_level, access_log=args.access_log, generate_client_file=False
+    )
 
 
 if __name__ == "__main__":

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import List, Optional
 
 from litserve import __version__
 from litserve.deploy.script import ServerScript, read_server_script
+from litserve.deploy.wheel import build_wheel, wheel_name
 
 # Pinned bases: a rebuild months later gets the same Python and CUDA.
 CPU_BASE_IMAGE = "python:3.12.8-slim-bookworm"
 GPU_BASE_IMAGE = "nvidia/cuda:12.6.3-runtime-ubuntu24.04"
+WHEELS_DIR = "wheels"  # in the build context: the wheel of the litserve that wrote the Dockerfile
 APP_UID = 10001  # above 10000: no clash with a host user's uid if the container escapes its user namespace
 HEALTHCHECK_START_PERIOD_S = 300  # a model loading for up to 5 minutes is not "unhealthy" yet
 
@@ -43,10 +44,12 @@ def dockerize(
     requirements: Optional[str] = None,
     tag: str = "litserve-model",
 ) -> int:
-    """Write a Dockerfile and .dockerignore next to a server script, and print how to build and run the image.
+    """Write a Dockerfile, .dockerignore and a wheel of this litserve next to a server script, and print how to
+    build and run the image.
 
-    The image installs the dependencies in a layer of their own, runs the server as a non-root user,
-    checks readiness with a HEALTHCHECK and stops on SIGTERM, letting in-flight requests finish.
+    The image installs this litserve from its wheel (wheels/ in the build context; the package index's
+    "litserve" is another project) with the dependencies in a layer of their own, runs the server as a
+    non-root user, checks readiness with a HEALTHCHECK and stops on SIGTERM, letting in-flight requests finish.
 
     Args:
         server_filename: the server script (e.g. server.py); the image is built from its folder.
@@ -60,12 +63,14 @@ def dockerize(
     folder = script_path.resolve().parent
     requirements_file = _requirements_file(folder, requirements)
     dockerfile = render_dockerfile(script, port=script.resolve_port(port), gpu=gpu, requirements=requirements_file)
+    wheel = _write_wheel(folder / WHEELS_DIR)
     (folder / "Dockerfile").write_text(dockerfile)
     (folder / ".dockerignore").write_text(DOCKERIGNORE)
     resolved_port = script.resolve_port(port)
     for line in _notes(script, gpu):
         print(line)
-    print(f"Wrote {shown_path(folder / 'Dockerfile')} and {shown_path(folder / '.dockerignore')}.\n")
+    written = ", ".join(shown_path(path) for path in (folder / "Dockerfile", folder / ".dockerignore", wheel))
+    print(f"Wrote {written} (litserve {__version__}, the one running this command).\n")
     print("Build and run the image:\n")
     print(f"  docker build -t {tag} {shown_path(folder)}")
     gpus = "--gpus all " if gpu else ""
@@ -96,16 +101,17 @@ def render_dockerfile(script: ServerScript, port: int, gpu: bool, requirements: 
         f"    && useradd --system --uid {APP_UID} --gid litserve --no-create-home --shell /usr/sbin/nologin litserve",
         "WORKDIR /app",
         "",
-        "# Dependencies in a layer of their own: editing the code does not reinstall them.",
+        "# Dependencies in a layer of their own: editing the code does not reinstall them. litserve comes from the",
+        "# wheel `litserve dockerize` wrote (the package index's litserve is another project); pip installs it and",
+        "# the requirements together, so a requirement naming litserve (with extras) is met by this wheel.",
     ]
+    wheel = f"{WHEELS_DIR}/{wheel_name()}"
+    lines.append(f"COPY {wheel} ./{wheel}")
+    install = f"./{wheel}"
     if requirements is not None:
         lines.append(f"COPY {requirements} ./{requirements}")
-        install = f"-r {requirements}"
-        if not _mentions_litserve(script.path.parent / requirements):
-            install = f"litserve=={__version__} {install}"
-        lines.append(f"RUN pip install --no-cache-dir {install}")
-    else:
-        lines.append(f"RUN pip install --no-cache-dir litserve=={__version__}")
+        install += f" -r {requirements}"
+    lines.append(f"RUN pip install --no-cache-dir {install}")
     probe_port = f"os.environ['{script.port_env}']" if script.port_env is not None else repr(str(port))
     probe = (
         "import os, sys, urllib.request; "
@@ -175,8 +181,12 @@ def _requirements_file(folder: Path, requirements: Optional[str]) -> Optional[st
         ) from None
 
 
-def _mentions_litserve(path: Path) -> bool:
-    return any(re.match(r"\s*litserve\b", line, re.IGNORECASE) for line in path.read_text().splitlines())
+def _write_wheel(directory: Path) -> Path:
+    """This litserve's wheel in ``directory``, replacing wheels of other versions left by earlier runs."""
+    for stale in directory.glob("litserve-*.whl"):
+        if stale.name != wheel_name():
+            stale.unlink()
+    return build_wheel(directory)
 
 
 def _notes(script: ServerScript, gpu: bool) -> List[str]:

@@ -15,6 +15,7 @@ def llm(
     dtype: Optional[str] = None,
     accelerator: str = "auto",
     timeout: Union[float, bool] = 600.0,
+    access_log: bool = True,
 ) -> None:
     """Serve a Hugging Face causal LM directory with continuous batching.
 
@@ -33,6 +34,7 @@ def llm(
         accelerator: auto, cpu or cuda.
         timeout: seconds a request may wait for its first token (its whole reply when not streaming);
             false disables it.
+        access_log: log one line per request ("POST /generate HTTP/1.1" 200); --no-access-log turns it off.
     """
     import litserve as ls
     from litserve.llm import LLMAPI
@@ -45,4 +47,4 @@ def llm(
         dtype=dtype,
     )
     server = ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout)
-    server.run(host=host, port=port, generate_client_file=False)
+    server.run(host=host, port=port, generate_client_file=False, access_log=access_log)

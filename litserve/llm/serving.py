@@ -9,6 +9,7 @@ from litserve.llm import metrics as llm_metrics
 from litserve.llm.replies import ROUTES, Reply
 from litserve.specs.base import LitSpec
 from litserve.specs.openai import add_models_routes, openai_error_body, sse_error_event
+from litserve.specs.openai_types import ErrorDetail, ErrorResponse
 from litserve.transport.worker_channel import WorkerChannel, WorkItem
 from litserve.workers.continuous import ContinuousLoop
 from litserve.workers.hooks import HookRunner
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 class _OpenAIErrors(codec.ErrorFormat):
     def error_body(self, status: int, detail: Any) -> bytes:
+        if isinstance(detail, ErrorDetail):  # an error worded in full, code included
+            return ErrorResponse(error=detail).model_dump_json().encode()
         return openai_error_body(status, detail)
 
     def stream_error(self, status: int, detail: Any) -> bytes:
@@ -33,6 +36,12 @@ OPENAI_ERRORS = _OpenAIErrors()
 
 def is_openai_path(path: str) -> bool:
     return path.startswith("/v1/")
+
+
+def model_not_found(model: str, served: str) -> codec.RequestError:
+    """404 with OpenAI's ``model_not_found`` error, as OpenAI and vLLM answer a model they do not serve."""
+    message = f"The model `{model}` does not exist: this server serves `{served}` (see GET /v1/models)"
+    return codec.RequestError(404, ErrorDetail(message=message, type="invalid_request_error", code="model_not_found"))
 
 
 class LLMSpec(LitSpec):
@@ -90,6 +99,9 @@ class LLMLoop(ContinuousLoop):
     def request_of(self, item: WorkItem) -> Reply:
         request_model, reply_class = ROUTES[item.path]
         request = codec.decode_payload(item.content_type, item.body, request_model)
+        model = getattr(request, "model", None)  # OpenAI routes only; a request without one gets ours
+        if model and model != self.spec.model_name:
+            raise model_not_found(model, self.spec.model_name)
         return reply_class(request, self.spec.model_name, item.submitted)
 
     def error_body_for(self, item: WorkItem) -> codec.ErrorBody:

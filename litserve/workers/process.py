@@ -78,6 +78,9 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     spec.lit_api.device = spec.device  # as in LitServe: hooks may read ``self.device``
     try:
         runner.resolve(spec.lit_api.setup(spec.device))
+    except WorkerStopped:  # the server stops while this worker is still in setup: not a failure
+        channel.close()
+        raise
     except BaseException:
         logger.exception("setup failed in %s; the server will stop", spec.name)
         channel.close()
@@ -99,9 +102,13 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
         channel.close()
 
 
+class WorkerStopped(SystemExit):
+    """The main process stopped this worker (SIGTERM): it exits with status 0, wherever it was."""
+
+
 def _exit_quietly(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the exit itself
-    sys.exit(0)
+    raise WorkerStopped(0)
 
 
 def _configure_logging(level: str, pretty: bool = False) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 
 import httpx
+import yaml
 
 from tests.conftest import REPO_ROOT, free_port, launch
 
@@ -82,3 +84,42 @@ def test_version():
 
     result = _litserve("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"litserve {litserve.__version__}"
+
+
+def test_subcommand_help_writes_flags_with_dashes_and_both_spellings_work(tmp_path):
+    for name in ("run", "dockerize", "kubernetes", "llm"):
+        shown = _litserve(name, "--help")
+        assert shown.returncode == 0 and f"usage: litserve {name} " in shown.stdout
+        flags = re.findall(r"(?<![\w-])--[a-z][\w-]*", shown.stdout)
+        assert flags and [flag for flag in flags if "_" in flag] == [], (name, flags)
+    assert "--max-total-token-num" in _litserve("llm", "--help").stdout
+    (tmp_path / "server.py").write_text((REPO_ROOT / "examples/hello_world/server.py").read_text())
+    for spelling in ("--min-replicas", "--min_replicas"):
+        result = _litserve(
+            "kubernetes",
+            "server.py",
+            "--name",
+            "m",
+            "--image",
+            "r/m:1",
+            spelling,
+            "3",
+            "--max_replicas=4",
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        hpa = yaml.safe_load((tmp_path / "k8s" / "hpa.yaml").read_text())
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 4)
+
+
+def test_a_missing_argument_points_at_the_subcommand_help():
+    for name, missing in (("dockerize", "server_filename"), ("kubernetes", "server_filename"), ("llm", "model_dir")):
+        result = _litserve(name)
+        assert result.returncode == 2
+        assert f"run: litserve {name} --help" in result.stderr and "run: litserve --help" not in result.stderr
+        assert missing in result.stderr.splitlines()[-1] and "Traceback" not in result.stderr
+        assert f"usage: litserve {name} " in result.stderr
+    typo = _litserve("llm", "/models/x", "--max-totl-token-num", "3")
+    assert typo.returncode == 2 and "unrecognized arguments: --max-totl-token-num" in typo.stderr
+    unknown = _litserve("serve")
+    assert unknown.returncode == 2 and "invalid choice" in unknown.stderr and "litserve --help" in unknown.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -17,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from litserve import __version__ as litserve_version
 from tests.conftest import REPO_ROOT, free_port, launch, wait_for
 from tests.e2e.test_metrics import scrape
 from tests.validators import checkov, hadolint, kubernetes_validate
@@ -104,8 +106,14 @@ def test_generated_files_pass_hadolint_and_kubernetes_validate(example, gpu, tmp
     assert install < instructions.index(("COPY", ". ."))
     copies = [args for instruction, args in instructions if instruction == "COPY"]
     assert copies[-1] == ". ."
+    # litserve is installed from the wheel dockerize wrote, never by name (the index's litserve is another project).
+    wheel = f"wheels/litserve-{litserve_version}-py3-none-any.whl"
+    assert (folder / wheel).is_file() and copies[0] == f"{wheel} ./{wheel}"
+    installs = [args for kind, args in instructions if kind == "RUN" and "pip install" in args]
+    assert installs[-1].startswith(f"pip install --no-cache-dir ./{wheel}")
+    assert not re.search(r"\blitserve(==|\[|\s|$)", installs[-1].replace(f"./{wheel}", ""))
     if (folder / "requirements.txt").exists():
-        assert copies[0] == "requirements.txt ./requirements.txt"
+        assert copies[1] == "requirements.txt ./requirements.txt" and installs[-1].endswith(" -r requirements.txt")
     assert dict(instructions)["USER"] == "10001:10001"
 
 
@@ -212,11 +220,19 @@ def test_examples_deploy_is_what_the_commands_generate_now(tmp_path):
     shutil.copy(DEPLOY_EXAMPLE / "server.py", folder / "server.py")
     assert litserve("dockerize", "server.py", cwd=folder).returncode == 0
     assert litserve("kubernetes", "server.py", *DEPLOY_EXAMPLE_FLAGS, cwd=folder).returncode == 0
-    generated = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file() and p.name != "server.py")
+    # The wheel is built from the installed litserve each time (not committed: it changes with every commit).
+    assert [p.name for p in (folder / "wheels").iterdir()] == [f"litserve-{litserve_version}-py3-none-any.whl"]
+    generated = sorted(
+        p.relative_to(folder)
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "server.py" and "wheels" not in p.parts
+    )
     committed = sorted(
         p.relative_to(DEPLOY_EXAMPLE)
         for p in DEPLOY_EXAMPLE.rglob("*")
-        if p.is_file() and p.name not in ("server.py", "client.py", "README.md") and "__pycache__" not in p.parts
+        if p.is_file()
+        and p.name not in ("server.py", "client.py", "README.md")
+        and not {"__pycache__", "wheels"} & set(p.parts)
     )
     assert generated == committed
     stale = [str(p) for p in generated if (folder / p).read_text() != (DEPLOY_EXAMPLE / p).read_text()]

@@ -15,14 +15,55 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
+import httpx
 import pytest
 
 from tests.conftest import REPO_ROOT, RunningServer, free_port
 
 EXAMPLES = REPO_ROOT / "examples"
-# The examples a user installs and runs (examples/deploy holds generated deployment files, tested elsewhere).
-NAMES = sorted(path.parent.name for path in EXAMPLES.glob("*/README.md") if "\npip install -e ." in path.read_text())
+# Every example a user installs and runs. examples/deploy holds the files `litserve dockerize` and `litserve
+# kubernetes` generate: its README builds an image, whose steps tests/e2e/test_image_build_steps.py runs.
+NAMES = sorted(path.parent.name for path in EXAMPLES.glob("*/server.py") if path.parent.name != "deploy")
+READMES = [REPO_ROOT / "README.md", *sorted(EXAMPLES.glob("*/README.md"))]
 BUILD_TIMEOUT_S = 1500
+# A requirement naming litserve: on the package index that name is another project (Lightning AI's LitServe).
+_INDEX_LITSERVE = re.compile(r"^litserve\s*($|[\[=<>!~;@ ])", re.IGNORECASE)
+
+
+def pip_install_lines(text: str) -> List[str]:
+    """Every ``pip install ...`` a README tells the user to run, in code blocks and in inline code."""
+    commands = re.findall(r"pip install [^`\n#]*", text)
+    return [part.strip() for command in commands for part in command.split("&&") if part.strip()]
+
+
+def index_litserve_requirements(line: str) -> List[str]:
+    """What in ``pip install ARGS`` would resolve the name litserve on the package index (requirements files too)."""
+    args, named = shlex.split(line)[2:], []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in ("-e", "--editable", "-c", "--constraint", "-r", "--requirement"):
+            if arg in ("-r", "--requirement"):
+                lines = (REPO_ROOT / args[index + 1]).read_text().splitlines()
+                named += [req for req in (text.split("#")[0].strip() for text in lines) if _INDEX_LITSERVE.match(req)]
+            index += 2
+            continue
+        if not arg.startswith("-") and _INDEX_LITSERVE.match(arg):
+            named.append(arg)
+        index += 1
+    return named
+
+
+def test_every_readme_install_line_installs_this_project_never_the_index_litserve():
+    lines = {str(path.relative_to(REPO_ROOT)): pip_install_lines(path.read_text()) for path in READMES}
+    assert sum(len(found) for found in lines.values()) >= 20
+    assert any("-e '.[llm]'" in line for line in lines["README.md"])
+    wrong = {readme: [line for line in found if index_litserve_requirements(line)] for readme, found in lines.items()}
+    assert wrong == {readme: [] for readme in lines}
+    # The check itself sees what it must.
+    assert index_litserve_requirements("pip install 'litserve[llm]'") == ["litserve[llm]"]
+    assert index_litserve_requirements("pip install -U litserve==0.2.19 torch==2.13.0") == ["litserve==0.2.19"]
+    assert index_litserve_requirements("pip install -e '.[llm]' ./wheels/litserve-0.1.0-py3-none-any.whl") == []
 
 
 def readme_commands(name: str) -> Tuple[List[str], str, str]:
@@ -127,3 +168,41 @@ def test_example_runs_from_its_readme_in_a_fresh_venv(name, venvs, tmp_path):
     assert client.stdout.strip(), client.stderr
     if client_line == "python client.py":
         assert client.stdout.startswith("Status: 200"), client.stdout
+
+
+def readme_block_with(line: str) -> List[str]:
+    """The pip lines of the README.md bash block that holds ``line``, in order."""
+    for block in re.findall(r"```bash\n(.*?)```", (REPO_ROOT / "README.md").read_text(), re.S):
+        installs = pip_install_lines(block)
+        if line in installs:
+            return installs
+    raise AssertionError(f"README.md has no bash block with {line!r}")
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S)
+def test_the_readme_llm_and_mcp_install_lines_give_working_extras(venvs, tmp_path):
+    mcp_venv = venvs.get(readme_block_with("pip install -e '.[mcp]'"))
+    check = "import mcp, litserve, litserve.mcp; print(litserve.__file__)"
+    shown = subprocess.run([str(mcp_venv / "bin" / "python"), "-c", check], env=clean_env(mcp_venv), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert shown.returncode == 0 and shown.stdout.strip() == str(REPO_ROOT / "litserve" / "__init__.py"), shown.stderr
+
+    # The LLM lines: `litserve llm` serves a seeded tiny model from that environment alone.
+    llm_venv = venvs.get(readme_block_with("pip install -e '.[llm]'"))
+    python = str(llm_venv / "bin" / "python")
+    build = "from litserve.llm.testing import build_tiny_model; build_tiny_model('tiny', arch='llama')"
+    subprocess.run([python, "-c", build], env=clean_env(llm_venv), cwd=tmp_path, check=True, timeout=300)
+    port = free_port()
+    log_path = tmp_path / "llm.log"
+    command = [str(llm_venv / "bin" / "litserve"), "llm", "tiny", "--port", str(port), "--host", "127.0.0.1"]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
+                                   env=clean_env(llm_venv), start_new_session=True)  # fmt: skip
+    server = RunningServer(process, port, log_path)
+    try:
+        server.wait_ready(timeout=180)
+        body = {"inputs": "What is AI?", "parameters": {"max_new_tokens": 3}}
+        reply = httpx.post(f"{server.url}/generate", json=body, timeout=120)
+        assert reply.status_code == 200 and 1 <= reply.json()["count_output_tokens"] <= 3, reply.text
+    finally:
+        server.stop()

@@ -1,4 +1,4 @@
-"""Every example starts as a user would start it and answers correctly."""
+"""Every example starts as a user would start it, answers correctly and logs no warning."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, warnings_in
 
 EXAMPLES = REPO_ROOT / "examples"
 
@@ -21,12 +21,14 @@ def test_hello_world_example_and_its_generated_client(serve_script, tmp_path):
         [sys.executable, "client.py"], cwd=tmp_path, capture_output=True, text=True, timeout=30, check=True
     )
     assert "Status: 200" in result.stdout
+    assert warnings_in(server.output()) == [], server.output()
 
 
 def test_pydantic_example_validates(serve_script):
     server = serve_script(EXAMPLES / "pydantic" / "server.py")
     assert httpx.post(f"{server.url}/predict", json={"input": 3}).json() == {"output": 9.0}
     assert httpx.post(f"{server.url}/predict", json={"input": "three"}).status_code == 422
+    assert warnings_in(server.output()) == [], server.output()
 
 
 def test_torch_workers_example_uses_both_workers(serve_script):
@@ -35,6 +37,7 @@ def test_torch_workers_example_uses_both_workers(serve_script):
         bodies = list(pool.map(lambda i: client.post(f"{server.url}/predict", json={"input": i}).json(), range(64)))
     assert [b["output"] for b in bodies] == [2.0 * i + 1 for i in range(64)]
     assert len({b["worker_pid"] for b in bodies}) == 2
+    assert warnings_in(server.output()) == [], server.output()
 
 
 def test_streaming_example_and_client(serve_script):
@@ -51,6 +54,7 @@ def test_streaming_example_and_client(serve_script):
         env={"PORT": str(server.port), "PATH": "/usr/bin:/bin"},
     )
     assert result.stdout.strip() == "streaming makes long answers feel fast"
+    assert warnings_in(server.output()) == [], server.output()
 
 
 def test_image_classifier_example_batches_and_labels(serve_script):
@@ -77,6 +81,7 @@ def test_image_classifier_example_batches_and_labels(serve_script):
     assert garbage.status_code == 400
     missing = httpx.post(f"{server.url}/predict", json={})
     assert missing.status_code == 400 and "image" in missing.json()["detail"]
+    assert warnings_in(server.output()) == [], server.output()
 
 
 def test_chat_example_streams_tokens_to_the_openai_sdk(serve_script):
@@ -97,6 +102,7 @@ def test_chat_example_streams_tokens_to_the_openai_sdk(serve_script):
     assert completion.usage.completion_tokens == 8
     assert completion.usage.prompt_tokens > 0
     assert [m.id for m in client.models.list().data] == ["tiny-chat"]
+    assert warnings_in(server.output()) == [], server.output()
 
 
 def test_embeddings_example_captures_meaning(serve_script):
@@ -124,3 +130,4 @@ def test_embeddings_example_captures_meaning(serve_script):
     for sentence, single in zip(sentences * 3, singles):
         expected = vectors[sentences.index(sentence)]
         assert cosine(single.data[0].embedding, expected) > 0.9999, "batched requests get their own vectors"
+    assert warnings_in(server.output()) == [], server.output()

@@ -282,7 +282,7 @@ def test_requests_cut_off_at_shutdown_get_the_error_shape_of_their_path(models, 
     )
     long = 1900  # many seconds of decoding: still running when the grace period ends
     bodies = {
-        "/v1/completions": {"model": "tiny", "prompt": "a", "max_tokens": long, "ignore_eos": True},
+        "/v1/completions": {"model": "tiny-llama", "prompt": "a", "max_tokens": long, "ignore_eos": True},
         "/generate": {"inputs": "a", "parameters": {"max_new_tokens": long, "ignore_eos": True}},
     }
     try:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
+
 import httpx
+import openai
 
 import litserve as ls
+from litserve.llm import LLMAPI
+from litserve.loops import ContinuousBatchingLoop
 from litserve.startup_warnings import near_miss_hooks
+from litserve.test_examples import openai_embedding_spec_example, openai_spec_example, simple_example
+from tests.apps_continuous import CountingGenerator
 from tests.apps_first_hour import LookupAPI, TypoHooksAPI
+from tests.conftest import warnings_in
 
 
 def test_misspelt_hooks_and_ineffective_options_are_named_in_the_log(serve):
@@ -66,3 +74,54 @@ def test_other_near_misses():
 
     flagged = {w.split(" ")[0] for w in near_miss_hooks(Misspelt())}
     assert flagged == {"Misspelt.predcit", "Misspelt.encode_responses", "Misspelt.unbatch_fn"}
+
+
+def test_continuous_batching_hooks_are_hooks_and_their_near_misses_are_flagged(tmp_path):
+    # LLMAPI and a user's continuous-batching API define add_request, step, has_capacity, ... : real hooks.
+    assert set(ContinuousBatchingLoop.hooks) <= {name for name, _ in inspect.getmembers(LLMAPI, callable)}
+    assert near_miss_hooks(LLMAPI.__new__(LLMAPI)) == []
+    assert near_miss_hooks(CountingGenerator(str(tmp_path))) == []
+
+    class Typos(CountingGenerator):
+        def add_requests(self, uid, request):
+            return super().add_request(uid, request)
+
+        def has_capacity_fn(self):
+            return True
+
+    flagged = sorted(w.split(" ")[0] for w in near_miss_hooks(Typos(str(tmp_path))))
+    assert flagged == ["Typos.add_requests", "Typos.has_capacity_fn"]
+
+
+BUILTIN_MODULES = (simple_example, openai_spec_example, openai_embedding_spec_example)
+
+
+def test_no_builtin_api_looks_misspelt():
+    classes = [
+        cls
+        for module in BUILTIN_MODULES
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__ == module.__name__
+    ]
+    assert len(classes) >= 19
+    assert {c.__name__: near_miss_hooks(c()) for c in classes} == {c.__name__: [] for c in classes}
+
+
+def test_builtin_apis_start_and_serve_without_a_warning(serve):
+    # One server for one class of each kind: plain, batched, torch, stream, OpenAI chat and embeddings.
+    apis = {
+        "litserve.test_examples:SimpleLitAPI": {"api_path": "/simple"},
+        "litserve.test_examples:SimpleBatchedAPI": {"api_path": "/batched", "max_batch_size": 4},
+        "litserve.test_examples:SimpleTorchAPI": {"api_path": "/torch"},
+        "litserve.test_examples:SimpleStreamAPI": {"api_path": "/stream", "stream": True},
+        "litserve.test_examples.openai_spec_example:TestAPI": {"spec": {"__spec__": "openai"}},
+        "litserve.test_examples.openai_embedding_spec_example:TestEmbedAPI": {"spec": {"__spec__": "openai_embedding"}},
+    }
+    server = serve(list(apis), api_kwargs=list(apis.values()))
+    assert httpx.post(f"{server.url}/simple", json={"input": 3}).json() == {"output": 9}
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="x", max_retries=0)
+    # OpenAISpec APIs answer whatever model a request names (their model_name is the class name), as LitServe's.
+    chat = client.chat.completions.create(model="lit", messages=[{"role": "user", "content": "hi"}])
+    assert chat.choices[0].message.content == "This is a generated output"
+    assert len(client.embeddings.create(model="lit", input="hi").data[0].embedding) == 768
+    assert warnings_in(server.output()) == []
