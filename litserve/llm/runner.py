@@ -126,10 +126,29 @@ def plan_decodes(
     A run is read in place when ``length * (rows sharing it) >= min_run``; the rows' other slots are gathered.
     """
     device = slot_table.device
-    readers: Dict[Tuple[int, int], List[int]] = {}
+    # Sequences that share a cached prefix have runs that start at the same slot and differ in length: cut
+    # them where the shorter ones end, so the shared part is one run read once for all of them.
+    by_start: Dict[int, List[Tuple[int, int]]] = {}
     for row, row_runs in enumerate(runs):
         for start, length in row_runs:
-            readers.setdefault((start, length), []).append(row)
+            by_start.setdefault(start, []).append((length, row))
+    readers: Dict[Tuple[int, int], List[int]] = {}
+    pieces: List[List[Tuple[int, int]]] = [[] for _ in runs]
+    for start, entries in by_start.items():
+        if len(entries) == 1:
+            length, row = entries[0]
+            readers[(start, length)] = [row]
+            pieces[row].append((start, length))
+            continue
+        cuts = sorted({length for length, _ in entries})
+        for length, row in entries:
+            begin = 0
+            for end in cuts:
+                if end > length:
+                    break
+                readers.setdefault((start + begin, end - begin), []).append(row)
+                pieces[row].append((start + begin, end - begin))
+                begin = end
     in_place = {key: rows for key, rows in readers.items() if key[1] * len(rows) >= min_run}
     mixed_rows = sorted({row for rows in in_place.values() for row in rows})
     position = {row: index for index, row in enumerate(mixed_rows)}
@@ -141,7 +160,7 @@ def plan_decodes(
     rests: List[Tuple[int, List[int]]] = []
     for index, row in enumerate(mixed_rows):
         slots: List[int] = []
-        for start, length in runs[row]:
+        for start, length in pieces[row]:
             if (start, length) not in in_place:
                 slots.extend(range(start, start + length))
         if slots:
