@@ -88,7 +88,7 @@ _BOOL_WORDS = {"true", "false", "yes", "no", "1", "0", "on", "off"}
 
 
 def _normalize_flags(function: Callable[..., object], args: List[str]) -> List[str]:
-    """Accept ``--min-replicas`` for ``--min_replicas``, and a bare ``--gpu`` for ``--gpu=true``."""
+    """Accept ``--min-replicas`` for ``--min_replicas``, a bare ``--gpu`` for ``--gpu=true``, ``--no-gpu`` for false."""
     try:
         hints = typing.get_type_hints(function)
     except Exception:
@@ -101,6 +101,9 @@ def _normalize_flags(function: Callable[..., object], args: List[str]) -> List[s
             continue
         flag, sep, value = arg.partition("=")
         name = flag[2:].replace("-", "_")
+        if not sep and name.startswith("no_") and name[3:] in booleans:
+            normalized.append(f"--{name[3:]}=false")
+            continue
         following = args[index + 1] if index + 1 < len(args) else None
         if name in booleans and not sep and (following is None or following.lower() not in _BOOL_WORDS):
             sep, value = "=", "true"

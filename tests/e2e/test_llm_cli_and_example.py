@@ -26,12 +26,18 @@ def model_dir(tmp_path_factory) -> str:
 def test_litserve_llm_command_serves_with_the_given_budget(model_dir, tmp_path):
     port = free_port()
     command = [sys.executable, "-m", "litserve.cli", "llm", model_dir, "--port", str(port), "--host", "127.0.0.1"]
-    server = launch([*command, "--max-total-token-num", "300", "--accelerator", "cpu"], tmp_path, port)
+    flags = ["--max-total-token-num", "300", "--accelerator", "cpu", "--no-prefix-caching", "--num-threads", "1"]
+    server = launch([*command, *flags], tmp_path, port)
     try:
         metrics = httpx.get(f"{server.url}/metrics").text
         assert "litserve_llm_kv_tokens_capacity 300.0" in metrics
-        reply = httpx.post(f"{server.url}/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 3}})
-        assert reply.status_code == 200 and reply.json()["count_output_tokens"] <= 3
+        body = {"inputs": "hi there, " * 10, "parameters": {"max_new_tokens": 3}}
+        for _ in range(2):  # the same prompt twice: nothing is cached with --no-prefix-caching
+            reply = httpx.post(f"{server.url}/generate", json=body)
+            assert reply.status_code == 200 and reply.json()["count_output_tokens"] <= 3
+        metrics = httpx.get(f"{server.url}/metrics").text
+        assert "litserve_llm_prefix_cache_hits_total 0.0" in metrics
+        assert "litserve_llm_prefix_cache_queries_total 0.0" not in metrics
         too_big = httpx.post(f"{server.url}/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 400}})
         assert too_big.status_code == 400 and "300" in too_big.json()["detail"]
     finally:
