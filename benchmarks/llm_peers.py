@@ -58,8 +58,8 @@ MODELS = {
 # name -> (kind, concurrency or None for a burst, requests)
 ROWS = {
     "unique-burst": ("unique", None, 48),
-    "unique-c8": ("unique", 8, 48),
-    "shared-c8": ("shared", 8, 32),
+    "unique-c8": ("unique", 8, 32),
+    "shared-c8": ("shared", 8, 24),
     "long-c4": ("long", 4, 8),
 }
 WORDS = (
@@ -393,6 +393,7 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS))
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-requests", type=int, default=None, help="at most this many requests per row")
     parser.add_argument("--dtype", default="float32", help="every system's dtype (float32 or bfloat16)")
     parser.add_argument("--vllm-kv-gib", type=int, default=4, help="VLLM_CPU_KVCACHE_SPACE")
     parser.add_argument("--vllm-bench", action="store_true", help="also run vllm bench serve against litserve")
@@ -421,7 +422,7 @@ def main() -> None:
                 rows = {}
                 for name in row_names:
                     kind, _, count = ROWS[name]
-                    rows[name] = make_requests(tokenizer, kind, count, args.seed)
+                    rows[name] = make_requests(tokenizer, kind, min(count, args.max_requests or count), args.seed)
                 for system in order:
                     print(f"round {round_index + 1}: {system} on {model}", flush=True)
                     results = measure(system, peers, model_dir, rows, args, log_dir)

@@ -86,9 +86,9 @@ def decode_groups(
 
 
 # A run of slots is read in place when it holds at least this many bytes of keys (and as many of values) for
-# all the sequences that read it; shorter ones are gathered. Measured on CPU: one in-place read costs about
-# as much as gathering 64 KiB (see benchmarks/README.md, "LLM decode attention").
-IN_PLACE_MIN_BYTES = 64 * 1024
+# all the sequences that read it; shorter ones are gathered. Measured on CPU: the ten-odd small calls of one
+# in-place read cost about as much as gathering 256 KiB (see benchmarks/README.md, "LLM decode attention").
+IN_PLACE_MIN_BYTES = 256 * 1024
 
 
 @dataclass
