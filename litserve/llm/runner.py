@@ -187,8 +187,23 @@ def _attend_with_lse(
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """Softmax attention that also returns each query's log-sum-exp, so partial results can be merged.
 
-    ``queries`` ``[..., q, D]``, ``keys``/``values`` ``[..., L, D]`` (views into the pools are fine).
+    ``queries`` ``[..., q, D]``, ``keys``/``values`` ``[..., L, D]`` (strided views into the pools are fine),
+    ``mask`` broadcastable to ``[..., q, L]``, True where allowed. Returns float32 ``[..., q, D]`` and
+    ``[..., q]``. On CPU torch's flash kernel does it (it returns the log-sum-exp too; measured 1.3-1.5x
+    faster than the matmuls below, which also copy strided keys).
     """
+    if queries.device.type == "cpu" and _CPU_FLASH is not None:
+        squeeze = queries.dim() == 3
+        if squeeze:
+            queries, keys, values = queries.unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0)
+        additive = None
+        if mask is not None:
+            additive = torch.zeros(mask.shape, dtype=queries.dtype, device=queries.device)
+            additive.masked_fill_(~mask, float("-inf"))
+        output, lse = _CPU_FLASH(queries, keys, values, 0.0, False, attn_mask=additive, scale=scale)[:2]
+        if squeeze:
+            output, lse = output[0], lse[0]
+        return output.float(), lse
     scores = torch.matmul(queries, keys.transpose(-1, -2)).float() * scale
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
@@ -197,6 +212,9 @@ def _attend_with_lse(
     total = weights.sum(dim=-1, keepdim=True)
     output = torch.matmul(weights.to(values.dtype), values).float() / total
     return output, (peak + total.log()).squeeze(-1)
+
+
+_CPU_FLASH = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
 def _in_place_decodes(
@@ -232,8 +250,8 @@ def _in_place_decodes(
     if plan.rest_rows is not None:
         readers, longest = plan.rest_rows.numel(), plan.rest_longest
         shape = (readers, longest, kv_heads, head_dim)
-        keys = key_rows.index_select(0, plan.rest_index).view(shape).permute(0, 2, 1, 3)  # [R, kv_heads, L, D]
-        values = value_rows.index_select(0, plan.rest_index).view(shape).permute(0, 2, 1, 3)
+        keys = key_rows.index_select(0, plan.rest_index).view(shape).transpose(1, 2)  # [R, kv_heads, L, D]
+        values = value_rows.index_select(0, plan.rest_index).view(shape).transpose(1, 2)
         grouped = mixed_queries.index_select(1, plan.rest_rows).view(kv_heads, per_kv, readers, head_dim)
         grouped = grouped.permute(2, 0, 1, 3)  # [R, kv_heads, per_kv, D]
         output, lse = _attend_with_lse(grouped, keys, values, scale, plan.rest_mask[:, None, None, :])

@@ -22,7 +22,10 @@ def _reference(query, key_pool, value_pool, slots, scale):
 
 @pytest.mark.parametrize("min_run", [1, 24, 10**9])  # all in place, mixed, all gathered
 @pytest.mark.parametrize("kv_heads", [4, 2])
-def test_decode_attention_equals_plain_attention_over_each_sequences_slots(min_run, kv_heads):
+@pytest.mark.parametrize("cpu_flash", [True, False])  # torch's CPU kernel, or the matmuls other devices use
+def test_decode_attention_equals_plain_attention_over_each_sequences_slots(min_run, kv_heads, cpu_flash, monkeypatch):
+    if not cpu_flash:
+        monkeypatch.setattr("litserve.llm.runner._CPU_FLASH", None)
     rng = random.Random(min_run + kv_heads)
     torch.manual_seed(0)
     heads, head_dim, capacity = 4, 16, 600
