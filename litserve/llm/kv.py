@@ -360,7 +360,7 @@ class KVManager:
         self.prompt_tokens_queried = 0  # prompt tokens of admitted requests looked up in the cache
         self.prompt_tokens_found = 0  # of those, found there (not computed again)
 
-    # ----- what the scheduler asks ---------------------------------------------------------------------
+    # ----- what admission asks (the scheduler) --------------------------------------------------------
 
     @property
     def prefix_caching(self) -> bool:
@@ -400,7 +400,7 @@ class KVManager:
                 return True
         return False
 
-    # ----- what the engine asks ------------------------------------------------------------------------
+    # ----- admitting, and what a step asks (the engine) ----------------------------------------------
 
     def admit(self, uid: Hashable, prompt_ids: Sequence[int], will_add: Optional[int] = None) -> int:
         """Give ``uid`` a slot table holding its longest cached prefix; returns that prefix's length.
