@@ -11,13 +11,13 @@ SYSTEM_A = "You are a helpful assistant. Answer briefly and politely, in plain w
 SYSTEM_B = "Numbers and letters: 7 3 9 q z k 4 8 1 w x v 2 6 5 j y p 0 " * 4
 
 
-def _run(model_dir: str, prefix_caching: bool, waves: List[List[tuple]], capacity: int = 360) -> tuple:
+def _run(model_dir: str, prefix_caching: bool, waves: List[List[tuple]], capacity: int = 360, chunk: int = 16) -> tuple:
     """Feed ``waves`` of ``(uid, text, max_new_tokens)``: each wave is added in one step, after the last is done."""
     engine = LLMEngine(
         model_dir,
         max_total_token_num=capacity,
         max_running_requests=8,
-        prefill_chunk_tokens=16,
+        prefill_chunk_tokens=chunk,
         enable_prefix_caching=prefix_caching,
     )
     tokens: Dict[str, List[int]] = {}
@@ -67,8 +67,9 @@ def test_copies_of_one_prompt_added_in_one_step_compute_it_once(llama_dir):
     # What a request with n = 4 choices becomes: four engine requests with the same prompt, in one step.
     text = SYSTEM_B + "Write a haiku."
     copies = [[(f"choice{i}", text, 8) for i in range(4)]]
-    off, _, _ = _run(llama_dir, False, copies)
-    on, cached, engine = _run(llama_dir, True, copies)
+    # The default chunk budget holds the whole prompt: without waiting, all four would compute it in one step.
+    off, _, _ = _run(llama_dir, False, copies, chunk=256)
+    on, cached, engine = _run(llama_dir, True, copies, chunk=256)
     assert on == off and len({tuple(tokens) for tokens in on.values()}) == 1
     prompt_len = len(engine.encode_prompt(text))
     assert prompt_len > 3 * PREFIX_WAIT_TOKENS

@@ -252,7 +252,7 @@ def test_admission_counts_only_the_tokens_a_request_adds():
 
 def test_a_request_sharing_a_prefix_being_computed_waits_for_it_instead_of_computing_it_twice():
     kv = KVManager(capacity=1000, max_sequences=8, max_sequence_len=1000)
-    scheduler = Scheduler(kv, 8, 32)
+    scheduler = Scheduler(kv, 8, 256)  # budget enough for every prompt in one step
     prompt = list(range(100))
     leader = SequenceState("leader", 100, 4, prompt_ids=prompt)
     copies = [SequenceState(f"copy{i}", 100, 4, prompt_ids=list(prompt)) for i in range(3)]  # n = 4
@@ -275,6 +275,7 @@ def test_a_request_sharing_a_prefix_being_computed_waits_for_it_instead_of_compu
     assert all(admitted_when[c.uid] >= 100 - PREFIX_WAIT_TOKENS for c in copies)
     assert all(c.num_cached >= 100 - PREFIX_WAIT_TOKENS and computed[c.uid] < PREFIX_WAIT_TOKENS for c in copies)
     assert computed["leader"] == 100 and sum(computed.values()) < 100 + 20 + 3 * PREFIX_WAIT_TOKENS
+    assert list(admitted_when.values()) == [0, 100, 100, 100, 100]  # they joined the step after the leader
 
 
 def test_eviction_is_lru_over_unreferenced_leaves_and_never_touches_a_running_request():
