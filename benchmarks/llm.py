@@ -224,7 +224,8 @@ def report(medians: dict, args: argparse.Namespace, model: str) -> str:
         f"# LLM serving: continuous vs static batching ({now:%Y-%m-%d %H:%M} UTC)",
         "",
         f"- model: {model}; {args.requests} requests per workload; Poisson rate {args.poisson_rate}/s; "
-        f"{args.rounds} round(s), medians shown; accelerator {args.accelerator}; {args.threads} intra-op thread(s)",
+        f"{args.rounds} round(s), medians shown; accelerator {args.accelerator}; "
+        f"{args.threads or 'default'} intra-op thread(s)",
         f"- machine: {machine}, {os.cpu_count()} CPUs; python {platform.python_version()}",
         f"- command: `python benchmarks/llm.py {' '.join(sys.argv[1:])}`",
         "",
@@ -268,12 +269,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-total-token-num", type=int, default=None)
     parser.add_argument("--accelerator", default="cpu")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every server (OMP_NUM_THREADS)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads of every server (OMP_NUM_THREADS); 0: each its default"
+    )
     parser.add_argument("--log-dir", default=None)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every server
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every server
+    else:
+        os.environ.pop("OMP_NUM_THREADS", None)  # no tuning: each server picks its own
 
     from transformers import AutoTokenizer
 

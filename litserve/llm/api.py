@@ -31,6 +31,10 @@ class LLMAPI(LitAPI):
         prefill_chunk_tokens: most prompt tokens fed per step, so long prompts never stall other requests.
         dtype: ``"float32"``, ``"bfloat16"`` or ``"float16"`` (default: float32 on CPU, bfloat16 on GPU).
         model_name: the id at ``/v1/models`` (default: the directory's name).
+        enable_prefix_caching: reuse the KV cache of the longest cached prefix of each prompt (shared system
+            prompts, multi-turn chats, retries); the reused count is ``usage.prompt_tokens_details.cached_tokens``.
+        num_threads: intra-op threads of the worker's torch. Default: every core but one, so the model does
+            not fight the API process for the CPU (at least 1, at most torch's default).
 
     Example::
 
@@ -48,6 +52,8 @@ class LLMAPI(LitAPI):
         prefill_chunk_tokens: int = 256,
         dtype: Optional[str] = None,
         model_name: Optional[str] = None,
+        enable_prefix_caching: bool = True,
+        num_threads: Optional[int] = None,
     ) -> None:
         if not os.path.isdir(model_dir):
             raise ValueError(f"model_dir {model_dir!r} is not a directory")
@@ -55,6 +61,8 @@ class LLMAPI(LitAPI):
             raise ValueError(f"max_total_token_num must be an integer >= 2, got {max_total_token_num!r}")
         if not isinstance(max_running_requests, int) or max_running_requests < 1:
             raise ValueError(f"max_running_requests must be an integer >= 1, got {max_running_requests!r}")
+        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
         name = model_name or os.path.basename(os.path.normpath(model_dir))
         super().__init__(
             stream=True, max_batch_size=max_running_requests, spec=LLMSpec(name), loop=ContinuousBatchingLoop()
@@ -64,11 +72,15 @@ class LLMAPI(LitAPI):
         self.max_running_requests = max_running_requests
         self.prefill_chunk_tokens = prefill_chunk_tokens
         self.dtype = dtype
+        self.enable_prefix_caching = enable_prefix_caching
+        self.num_threads = num_threads
         self.metrics: Optional[LLMMetrics] = None
 
     def setup(self, device: str) -> None:
         from litserve.llm.engine import LLMEngine
+        from litserve.llm.threads import set_worker_threads
 
+        set_worker_threads(self.num_threads)
         self.engine = LLMEngine(
             self.model_dir,
             device=device,
@@ -76,6 +88,7 @@ class LLMAPI(LitAPI):
             max_running_requests=self.max_running_requests,
             prefill_chunk_tokens=self.prefill_chunk_tokens,
             dtype=self.dtype,
+            enable_prefix_caching=self.enable_prefix_caching,
         )
         self.replies: Dict[Any, Reply] = {}
         self.metrics = LLMMetrics(None, 0)  # the worker loop replaces it with the server's
@@ -129,6 +142,7 @@ class LLMAPI(LitAPI):
     def record_state(self) -> None:
         stats = self.engine.stats()
         self.metrics.set_state(stats.kv_tokens_used, stats.kv_tokens_capacity, stats.running, stats.waiting)
+        self.metrics.set_prefix_cache(stats.kv_tokens_cached, stats.prefix_cache_queries, stats.prefix_cache_hits)
 
     def predict(self, x: Any, **kwargs: Any) -> Any:
         raise NotImplementedError("LLMAPI generates through add_request/step (continuous batching)")

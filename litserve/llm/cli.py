@@ -16,6 +16,8 @@ def llm(
     accelerator: str = "auto",
     timeout: Union[float, bool] = 600.0,
     access_log: bool = True,
+    prefix_caching: bool = True,
+    num_threads: Optional[int] = None,
 ) -> None:
     """Serve a Hugging Face causal LM directory with continuous batching.
 
@@ -35,6 +37,8 @@ def llm(
         timeout: seconds a request may wait for its first token (its whole reply when not streaming);
             false disables it.
         access_log: log one line per request ("POST /generate HTTP/1.1" 200); --no-access-log turns it off.
+        prefix_caching: reuse the KV cache of prompts' cached prefixes (--no-prefix-caching turns it off).
+        num_threads: intra-op threads of the model's worker (default: every core but one, at least 1).
     """
     import litserve as ls
     from litserve.llm import LLMAPI
@@ -45,6 +49,8 @@ def llm(
         max_running_requests=max_running_requests,
         prefill_chunk_tokens=prefill_chunk_tokens,
         dtype=dtype,
+        enable_prefix_caching=prefix_caching,
+        num_threads=num_threads,
     )
     server = ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout)
     server.run(host=host, port=port, generate_client_file=False, access_log=access_log)

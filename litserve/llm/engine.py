@@ -10,7 +10,8 @@ The engine is driven from outside, one ``step()`` at a time, in one process and 
 
 Each step the scheduler picks the tokens to run (one per decoding request, prompt chunks within the prefill
 budget, admissions that fit the KV capacity), the runner feeds them through the model in one forward pass,
-the sampler chooses every request's next token, and finished requests give their KV slots back at once.
+the sampler chooses every request's next token, and finished requests give their KV slots back at once
+(with prefix caching on, their tokens stay in the prefix tree for later requests until the space is needed).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any, Dict, List, Optional, Set
 import torch
 
 from litserve.llm.detokenizer import IncrementalDetokenizer
-from litserve.llm.kv import KVPools, TokenSlotAllocator
+from litserve.llm.kv import KVManager, KVPools
 from litserve.llm.quiet import no_progress_bars
-from litserve.llm.runner import DECODE_GROUP_SIZE, ModelRunner, PrefillSpan, StepBatch, decode_groups
+from litserve.llm.runner import DECODE_GROUP_SIZE, IN_PLACE_MIN_BYTES, ModelRunner, PrefillSpan, StepBatch, plan_decodes
 from litserve.llm.sampler import Sampler, SampleRow
 from litserve.llm.sampling import SamplingParams
 from litserve.llm.scheduler import Scheduler, SequenceState
@@ -62,22 +63,24 @@ class TokenEvent:
     finish_reason: Optional[str]  # "stop" | "length" | None
     prompt_tokens: int
     output_tokens: int
+    cached_tokens: int = 0  # prompt tokens found in the prefix cache (not computed again)
 
 
 @dataclass
 class EngineStats:
-    kv_tokens_used: int
+    kv_tokens_used: int  # slots in use: live tokens of running requests plus the prefix cache
     kv_tokens_capacity: int
     running: int
     waiting: int
+    kv_tokens_cached: int = 0  # slots held by the prefix cache (evictable unless a running request uses them)
+    prefix_cache_queries: int = 0  # prompt tokens of admitted requests looked up in the prefix cache, in all
+    prefix_cache_hits: int = 0  # of those, found there
 
 
 @dataclass(eq=False)
 class _Sequence(SequenceState):
-    prompt_ids: List[int] = field(default_factory=list)
     params: SamplingParams = field(default_factory=SamplingParams)
     output_ids: List[int] = field(default_factory=list)
-    row: int = -1  # row of the slot table while admitted
     generator: Optional[torch.Generator] = None
     detokenizer: Optional[IncrementalDetokenizer] = None
     stops: Optional[StopSequenceFilter] = None
@@ -95,6 +98,8 @@ class LLMEngine:
         max_running_requests: most requests decoding at once.
         prefill_chunk_tokens: most prompt tokens fed per step, so long prompts never stall decodes.
         dtype: "float32", "bfloat16" or "float16"; default float32 on CPU, bfloat16 (or float16) on GPU.
+        enable_prefix_caching: reuse the KV slots of the longest cached prefix of each prompt (on by default;
+            greedy output is the same either way).
     """
 
     def __init__(
@@ -105,6 +110,7 @@ class LLMEngine:
         max_running_requests: int = 64,
         prefill_chunk_tokens: int = 256,
         dtype: Optional[str] = None,
+        enable_prefix_caching: bool = True,
     ) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -127,25 +133,25 @@ class LLMEngine:
         if capacity < 2:
             raise ValueError(f"max_total_token_num must be at least 2, got {capacity}")
         self.capacity = capacity
-        self.allocator = TokenSlotAllocator(capacity, device=self.device)
+        max_sequence = min(capacity, self.max_position_embeddings)
+        self.kv = KVManager(capacity, max_running_requests, max_sequence, enable_prefix_caching, self.device)
         self.pools = KVPools(num_layers, capacity, num_kv_heads, head_dim, self.dtype, self.device)
-        self.scheduler = Scheduler(capacity, max_running_requests, prefill_chunk_tokens)
+        self.scheduler = Scheduler(self.kv, max_running_requests, prefill_chunk_tokens)
+        row_bytes = num_kv_heads * head_dim * torch.empty((), dtype=self.dtype).element_size()
+        self._min_run = max(1, IN_PLACE_MIN_BYTES // row_bytes)
         self.runner = ModelRunner(model, self.pools)
         self.sampler = Sampler()
         self.eos_token_ids: Set[int] = _eos_ids(model, self.tokenizer)
         self.special_token_ids: Set[int] = set(self.tokenizer.all_special_ids)
-
-        max_sequence = min(capacity, self.max_position_embeddings)
-        self._slot_table = torch.zeros((max_running_requests, max_sequence), dtype=torch.long, device=self.device)
-        self._free_rows = list(range(max_running_requests - 1, -1, -1))
         self._sequences: Dict[Any, _Sequence] = {}
         logger.info(
-            "LLM engine: %s on %s (%s), KV capacity %d tokens (%.1f MiB)",
+            "LLM engine: %s on %s (%s), KV capacity %d tokens (%.1f MiB), prefix caching %s",
             self.model_name,
             self.device,
             self.dtype,
             capacity,
             capacity * per_token / 2**20,
+            "on" if enable_prefix_caching else "off",
         )
 
     # ----- requests -------------------------------------------------------------------------------------
@@ -207,11 +213,15 @@ class LLMEngine:
         return self.scheduler.has_unfinished()
 
     def stats(self) -> EngineStats:
+        kv = self.kv
         return EngineStats(
-            kv_tokens_used=self.allocator.used,
+            kv_tokens_used=kv.used,
             kv_tokens_capacity=self.capacity,
             running=len(self.scheduler.running),
             waiting=len(self.scheduler.waiting),
+            kv_tokens_cached=kv.cached,
+            prefix_cache_queries=kv.prompt_tokens_queried,
+            prefix_cache_hits=kv.prompt_tokens_found,
         )
 
     # ----- one step -------------------------------------------------------------------------------------
@@ -222,10 +232,10 @@ class LLMEngine:
         if not plan:
             return []
         plan.decodes.sort(key=lambda sequence: sequence.num_computed)  # similar lengths share a gather
-        for sequence in plan.admitted:
-            sequence.row = self._free_rows.pop()
         batch, samplers = self._build_batch(plan.decodes, plan.prefills)
         logits = self.runner.forward(batch)
+        for sequence, _ in plan.prefills:  # computed prompt tokens are reusable from the next step on
+            self.kv.cache_prompt(sequence.uid, sequence.prompt_ids, sequence.num_computed)
         rows = [
             SampleRow(
                 params=sequence.params,
@@ -240,36 +250,33 @@ class LLMEngine:
         return [self._emit(sequence, token, logprob) for sequence, token, logprob in zip(samplers, tokens, logprobs)]
 
     def _build_batch(self, decodes: List[_Sequence], prefills) -> tuple:
-        num_tokens = len(decodes) + sum(count for _, count in prefills)
-        slots = self.allocator.take(num_tokens)
+        kv = self.kv
+        slots = kv.allocate([(sequence.uid, 1) for sequence in decodes] + [(s.uid, count) for s, count in prefills])
         input_ids: List[int] = [sequence.output_ids[-1] for sequence in decodes]
         positions: List[int] = [sequence.num_computed for sequence in decodes]
         samplers: List[_Sequence] = list(decodes)
         logits_rows: List[int] = list(range(len(decodes)))
         device = self.device
-        groups = []
+        table_rows = [kv.row(sequence.uid) for sequence in decodes]
+        for sequence in decodes:
+            sequence.num_computed += 1
+        lengths = [sequence.num_computed for sequence in decodes]
+        group_size = DECODE_GROUP_SIZE.get(device.type, 16)
+        decode_plan = None
         if decodes:
-            rows = torch.tensor([sequence.row for sequence in decodes], device=device)
-            self._slot_table[rows, torch.tensor(positions, device=device)] = slots[: len(decodes)]
-            for sequence in decodes:
-                sequence.num_computed += 1
-            groups = decode_groups(
-                self._slot_table,
-                [sequence.row for sequence in decodes],
-                [sequence.num_computed for sequence in decodes],
-                DECODE_GROUP_SIZE.get(device.type, 16),
-            )
+            runs = [kv.runs(sequence.uid) for sequence in decodes]
+            decode_plan = plan_decodes(kv.slot_table, table_rows, lengths, runs, self._min_run, group_size)
         spans: List[PrefillSpan] = []
         offset = len(decodes)
         for sequence, count in prefills:
             start = sequence.num_computed
             end = start + count
-            self._slot_table[sequence.row, start:end] = slots[offset : offset + count]
+            row = kv.row(sequence.uid)
             input_ids.extend(sequence.prompt_ids[start:end])
             positions.extend(range(start, end))
             span = PrefillSpan(offset, offset + count)
             if start > 0:
-                span.context_slots = self._slot_table[sequence.row, :end]
+                span.context_slots = kv.slot_table[row, :end]
                 query_positions = torch.arange(start, end, device=device).unsqueeze(1)
                 span.causal_mask = torch.arange(end, device=device).unsqueeze(0) <= query_positions
             spans.append(span)
@@ -283,8 +290,12 @@ class LLMEngine:
             positions=torch.tensor(positions, dtype=torch.long, device=device),
             slots=slots,
             logits_rows=torch.tensor(logits_rows, dtype=torch.long, device=device),
-            decode_groups=groups,
+            decode_plan=decode_plan,
             prefills=spans,
+            slot_table=kv.slot_table,
+            decode_table_rows=table_rows,
+            decode_lengths=lengths,
+            group_size=group_size,
         )
         return batch, samplers
 
@@ -321,16 +332,13 @@ class LLMEngine:
             finish_reason=finish_reason,
             prompt_tokens=sequence.prompt_len,
             output_tokens=sequence.num_output,
+            cached_tokens=sequence.num_cached,
         )
 
     def _release(self, sequence: _Sequence) -> None:
         self.scheduler.remove(sequence)
         self._sequences.pop(sequence.uid, None)
-        if sequence.row >= 0:
-            if sequence.num_computed:
-                self.allocator.give_back(self._slot_table[sequence.row, : sequence.num_computed])
-            self._free_rows.append(sequence.row)
-            sequence.row = -1
+        self.kv.release(sequence.uid, [*sequence.prompt_ids, *sequence.output_ids])
         sequence.num_computed = 0
 
 

@@ -6,7 +6,10 @@ system calls; the scrape adds every worker's file. Exported:
 
 - gauges ``litserve_llm_kv_tokens_used``, ``litserve_llm_kv_tokens_capacity``,
   ``litserve_llm_requests_running``, ``litserve_llm_requests_waiting``;
-- counters ``litserve_llm_prompt_tokens_total``, ``litserve_llm_generation_tokens_total``;
+- counters ``litserve_llm_prompt_tokens_total``, ``litserve_llm_generation_tokens_total``,
+  ``litserve_llm_prefix_cache_queries_total`` (prompt tokens looked up in the prefix cache) and
+  ``litserve_llm_prefix_cache_hits_total`` (of those, found there), and the gauge
+  ``litserve_llm_kv_tokens_cached`` (slots the prefix cache holds);
 - histograms ``litserve_llm_time_to_first_token_seconds`` (from the hand-off to a worker to the first
   token) and ``litserve_llm_time_per_output_token_seconds`` (per request: time after the first token
   divided by the tokens after it).
@@ -28,7 +31,9 @@ _SLOT = 8
 KV_USED, KV_CAPACITY, RUNNING, WAITING, PROMPT_TOKENS, GENERATION_TOKENS = range(6)
 TTFT = 6
 TPOT = TTFT + len(TTFT_BUCKETS) + 2  # a count per bucket, +Inf, then the sum
-SLOTS = TPOT + len(TPOT_BUCKETS) + 2
+KV_CACHED = TPOT + len(TPOT_BUCKETS) + 2
+PREFIX_QUERIES, PREFIX_HITS = KV_CACHED + 1, KV_CACHED + 2
+SLOTS = PREFIX_HITS + 1
 
 
 class LLMMetrics:
@@ -55,6 +60,13 @@ class LLMMetrics:
         values[RUNNING] = running
         values[WAITING] = waiting
 
+    def set_prefix_cache(self, cached: int, queried: int, found: int) -> None:
+        """The engine's prefix cache: slots it holds, and its running totals of prompt tokens looked up, found."""
+        values = self.values
+        values[KV_CACHED] = cached
+        values[PREFIX_QUERIES] = queried
+        values[PREFIX_HITS] = found
+
     def count_prompt_tokens(self, count: int) -> None:
         self.values[PROMPT_TOKENS] += count
 
@@ -70,6 +82,7 @@ class LLMMetrics:
     def close(self) -> None:
         """The worker is stopping: its gauges no longer count (counters stay, as counters must)."""
         self.set_state(0, 0, 0, 0)
+        self.values[KV_CACHED] = 0
         if self._mapped is not None:
             self.values.release()
             self._mapped.close()
@@ -111,6 +124,7 @@ def families(directory: Optional[str]) -> list:
         ("litserve_llm_kv_tokens_capacity", KV_CAPACITY, "KV cache token slots in all (max_total_token_num)."),
         ("litserve_llm_requests_running", RUNNING, "Requests admitted and generating."),
         ("litserve_llm_requests_waiting", WAITING, "Requests queued in the engine for admission."),
+        ("litserve_llm_kv_tokens_cached", KV_CACHED, "KV cache token slots the prefix cache holds."),
     ):
         result.append(GaugeMetricFamily(name, text, value=totals[index]))
     result.append(
@@ -119,6 +133,11 @@ def families(directory: Optional[str]) -> list:
     result.append(
         CounterMetricFamily("litserve_llm_generation_tokens", "Tokens generated.", value=totals[GENERATION_TOKENS])
     )
+    for name, index, text in (
+        ("litserve_llm_prefix_cache_queries", PREFIX_QUERIES, "Prompt tokens looked up in the prefix cache."),
+        ("litserve_llm_prefix_cache_hits", PREFIX_HITS, "Prompt tokens found in the prefix cache (not computed)."),
+    ):
+        result.append(CounterMetricFamily(name, text, value=totals[index]))
     for name, start, bounds, text in (
         ("litserve_llm_time_to_first_token_seconds", TTFT, TTFT_BUCKETS, "Hand-off to a worker until the first token."),
         ("litserve_llm_time_per_output_token_seconds", TPOT, TPOT_BUCKETS, "Time per token after the first."),

@@ -38,6 +38,7 @@ class Reply:
         self.first_token_at: Optional[float] = None
         self.text: List[str] = []
         self.prompt_tokens = 0
+        self.cached_tokens = 0
         self.output_tokens = 0
         self.finish_reason: Optional[str] = None
 
@@ -50,6 +51,7 @@ class Reply:
     def on_token(self, event: TokenEvent) -> bytes:
         self.text.append(event.text)
         self.prompt_tokens = event.prompt_tokens
+        self.cached_tokens = event.cached_tokens
         self.output_tokens = event.output_tokens
         if event.finished:
             self.finish_reason = event.finish_reason or "stop"
@@ -58,11 +60,12 @@ class Reply:
     def encode(self, event: TokenEvent) -> bytes:
         raise NotImplementedError
 
-    def usage(self) -> Dict[str, int]:
+    def usage(self) -> Dict[str, Any]:
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.output_tokens,
             "total_tokens": self.prompt_tokens + self.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
         }
 
 

@@ -1,6 +1,6 @@
 """Which requests run this step, and how many of their tokens: FIFO admission against a KV token budget.
 
-The rules (LightLLM's router, plus chunked prefill):
+The rules (LightLLM's router, plus chunked prefill and SGLang's prefix reuse):
 
 - Waiting requests are admitted in arrival order; the first one that does not fit blocks those behind it.
 - A request fits if the worst-case peak KV use of the running set plus it stays within the capacity. The worst
@@ -9,6 +9,11 @@ The rules (LightLLM's router, plus chunked prefill):
   ``remaining_j`` each, so ``peak = max_j (sum_{i<=j} held_i + j * remaining_j)``. A request's held tokens
   count its whole prompt from admission on; its steps count the prefill steps it still waits for (chunked
   prefill delays its decoding while the others grow), so the bound holds for every step after admission.
+- With prefix caching (the ``KVManager`` is asked) a request counts only the tokens it adds: the prompt tokens
+  found in the cache are shared, and the cached prefixes admitted requests pin count once for all of them.
+  Unpinned cache is evictable and counts as free.
+- A request whose prompt shares at least ``PREFIX_WAIT_TOKENS`` uncached tokens with a prompt being computed
+  now waits (in its place) until those are cached, rather than computing them twice.
 - At most ``max_running_requests`` run at once.
 - Every running request whose prompt is in the cache decodes one token per step; prompts are fed in chunks
   from a per-step budget of ``prefill_chunk_tokens``, so a long prompt never stalls the decodes.
@@ -20,7 +25,12 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Iterable, List, Tuple
+from typing import Any, Deque, Iterable, List, Sequence, Tuple
+
+from litserve.llm.kv import KVManager
+
+# Shared uncached prompt tokens worth waiting a few steps for (shorter ones are cheaper to compute twice).
+PREFIX_WAIT_TOKENS = 16
 
 
 @dataclass(eq=False)
@@ -32,6 +42,8 @@ class SequenceState:
     max_new_tokens: int
     num_computed: int = 0  # tokens whose keys and values are in the KV pools
     num_output: int = 0  # tokens generated so far
+    num_cached: int = 0  # prompt tokens found in the prefix cache at admission (not computed, not its own)
+    prompt_ids: Sequence[int] = ()  # what the prefix cache is looked up with
 
     @property
     def prefilled(self) -> bool:
@@ -41,6 +53,11 @@ class SequenceState:
     def remaining(self) -> int:
         """Tokens it may still generate."""
         return self.max_new_tokens - self.num_output
+
+    @property
+    def own_tokens(self) -> int:
+        """Tokens it holds alone, counting its whole prompt from admission on (not what it found cached)."""
+        return self.prompt_len - self.num_cached + self.num_output
 
 
 @dataclass
@@ -62,9 +79,10 @@ class StepPlan:
 def peak_kv_tokens(sequences: Iterable[SequenceState], prefill_chunk_tokens: int = 0) -> int:
     """Worst-case peak of KV tokens held if every sequence runs to ``max_new_tokens`` (LightLLM's estimate).
 
-    ``sequences`` come in admission order. With chunked prefill (``prefill_chunk_tokens`` > 0) a sequence
-    whose prompt is not all in yet starts decoding only once the prompts ahead of it and its own are fed, a
-    chunk per step, while the others keep growing: its remaining steps count that delay too.
+    ``sequences`` come in admission order; each counts its ``own_tokens``. With chunked prefill
+    (``prefill_chunk_tokens`` > 0) a sequence whose prompt is not all in yet starts decoding only once the
+    prompts ahead of it and its own are fed, a chunk per step, while the others keep growing: its remaining
+    steps count that delay too.
     """
     pairs = []
     prompt_tokens_ahead = 0
@@ -73,7 +91,7 @@ def peak_kv_tokens(sequences: Iterable[SequenceState], prefill_chunk_tokens: int
         if prefill_chunk_tokens and not sequence.prefilled:
             prompt_tokens_ahead += sequence.prompt_len - sequence.num_computed
             steps += -(-prompt_tokens_ahead // prefill_chunk_tokens)
-        pairs.append((sequence.prompt_len + sequence.num_output, steps))
+        pairs.append((sequence.own_tokens, steps))
     pairs.sort(key=lambda pair: -pair[1])
     peak = held_so_far = 0
     for count, (held, steps) in enumerate(pairs, start=1):
@@ -83,14 +101,19 @@ def peak_kv_tokens(sequences: Iterable[SequenceState], prefill_chunk_tokens: int
 
 
 class Scheduler:
-    """FIFO router with worst-case KV admission, a cap on running requests and chunked prefill."""
+    """FIFO router with worst-case KV admission, a cap on running requests and chunked prefill.
 
-    def __init__(self, capacity: int, max_running_requests: int = 64, prefill_chunk_tokens: int = 256) -> None:
+    It asks ``kv`` what a waiting request would reuse, and admits it there (``KVManager.admit``); the caller
+    releases finished ones from both (``remove`` here, ``KVManager.release`` there).
+    """
+
+    def __init__(self, kv: KVManager, max_running_requests: int = 64, prefill_chunk_tokens: int = 256) -> None:
         if max_running_requests < 1:
             raise ValueError(f"max_running_requests must be at least 1, got {max_running_requests}")
         if prefill_chunk_tokens < 1:
             raise ValueError(f"prefill_chunk_tokens must be at least 1, got {prefill_chunk_tokens}")
-        self.capacity = capacity
+        self.kv = kv
+        self.capacity = kv.capacity
         self.max_running_requests = max_running_requests
         self.prefill_chunk_tokens = prefill_chunk_tokens
         self.waiting: Deque[SequenceState] = deque()
@@ -103,7 +126,7 @@ class Scheduler:
         self.waiting.append(sequence)
 
     def remove(self, sequence: SequenceState) -> None:
-        """Forget a finished or cancelled sequence (the caller frees its KV slots)."""
+        """Forget a finished or cancelled sequence (the caller releases its slots: ``KVManager.release``)."""
         if sequence in self.running:
             self.running.remove(sequence)
         elif sequence in self.waiting:
@@ -123,13 +146,22 @@ class Scheduler:
                 count = min(budget, sequence.prompt_len - sequence.num_computed)
                 plan.prefills.append((sequence, count))
                 budget -= count
+        kv = self.kv
         while budget > 0 and self.waiting and len(self.running) < self.max_running_requests:
             candidate = self.waiting[0]
-            if peak_kv_tokens([*self.running, candidate], self.prefill_chunk_tokens) > self.capacity:
+            prompt = candidate.prompt_ids
+            cached, newly_pinned = kv.admission_cost(prompt)
+            if cached < candidate.prompt_len - 1 and kv.prefix_in_flight(prompt, cached, PREFIX_WAIT_TOKENS):
+                break
+            candidate.num_cached = candidate.num_computed = cached
+            peak = kv.pinned + newly_pinned + peak_kv_tokens([*self.running, candidate], self.prefill_chunk_tokens)
+            if peak > self.capacity:
+                candidate.num_cached = candidate.num_computed = 0
                 break
             self.waiting.popleft()
             self.running.append(candidate)
             plan.admitted.append(candidate)
+            kv.admit(candidate.uid, prompt, candidate.prompt_len - cached + candidate.max_new_tokens)
             count = min(budget, candidate.prompt_len - candidate.num_computed)
             plan.prefills.append((candidate, count))
             budget -= count

@@ -28,8 +28,8 @@ def llm_command(model_dir, tmp_path_factory):
     """``litserve llm MODEL_DIR`` with a 300-token KV budget, as a user types it."""
     port = free_port()
     command = [sys.executable, "-m", "litserve.cli", "llm", model_dir, "--port", str(port), "--host", "127.0.0.1"]
-    command += ["--max-total-token-num", "300", "--accelerator", "cpu"]
-    server = launch(command, tmp_path_factory.mktemp("llm-command"), port)
+    flags = ["--max-total-token-num", "300", "--accelerator", "cpu", "--no-prefix-caching", "--num-threads", "1"]
+    server = launch([*command, *flags], tmp_path_factory.mktemp("llm-command"), port)
     yield server
     server.stop()
 
@@ -38,8 +38,13 @@ def test_litserve_llm_command_serves_with_the_given_budget(llm_command):
     server = llm_command
     metrics = httpx.get(f"{server.url}/metrics").text
     assert "litserve_llm_kv_tokens_capacity 300.0" in metrics
-    reply = httpx.post(f"{server.url}/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 3}})
-    assert reply.status_code == 200 and reply.json()["count_output_tokens"] <= 3
+    body = {"inputs": "hi there, " * 10, "parameters": {"max_new_tokens": 3}}
+    for _ in range(2):  # the same prompt twice: nothing is cached with --no-prefix-caching
+        reply = httpx.post(f"{server.url}/generate", json=body)
+        assert reply.status_code == 200 and reply.json()["count_output_tokens"] <= 3
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert "litserve_llm_prefix_cache_hits_total 0.0" in metrics
+    assert "litserve_llm_prefix_cache_queries_total 0.0" not in metrics
     too_big = httpx.post(f"{server.url}/generate", json={"inputs": "hi", "parameters": {"max_new_tokens": 400}})
     assert too_big.status_code == 400 and "300" in too_big.json()["detail"]
     assert warnings_in(server.output()) == [], server.output()

@@ -73,7 +73,9 @@ def test_chat_stream_opens_with_the_role_skips_empty_deltas_and_ends_with_usage_
     deltas = [chunk["choices"][0]["delta"] for chunk in chunks if chunk["choices"]]
     assert deltas == [{"role": "assistant", "content": ""}, {"content": "x"}, {"content": "y"}, {}]
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
-    assert chunks[-1]["usage"] == {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8}
+    usage = {"prompt_tokens": 4, "completion_tokens": 4, "total_tokens": 8}
+    usage["prompt_tokens_details"] = {"cached_tokens": 0}
+    assert chunks[-1]["usage"] == usage
     assert {chunk["model"] for chunk in chunks} == {"tiny"}
 
 

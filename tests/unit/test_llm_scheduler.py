@@ -1,34 +1,51 @@
-"""The KV slot allocator and the scheduler, driven with plain numbers and no model."""
+"""The KV manager (slot allocator, prefix tree) and the scheduler, driven with plain numbers and no model."""
 
 from __future__ import annotations
 
 import random
 
 import pytest
-import torch
 
-from litserve.llm.kv import OutOfSlotsError, TokenSlotAllocator
-from litserve.llm.scheduler import Scheduler, SequenceState, peak_kv_tokens
+from litserve.llm.kv import KVManager, OutOfSlotsError, SlotAllocator
+from litserve.llm.scheduler import PREFIX_WAIT_TOKENS, Scheduler, SequenceState, peak_kv_tokens
+
+
+def _scheduler(capacity: int, max_running: int, chunk: int, prefix_caching: bool = True) -> Scheduler:
+    return Scheduler(KVManager(capacity, max_running, capacity, prefix_caching), max_running, chunk)
 
 
 def test_allocator_takes_distinct_slots_and_takes_back_exactly_what_it_gave():
-    slots = TokenSlotAllocator(10)
+    slots = SlotAllocator(10)
     first, second = slots.take(4), slots.take(6)
     assert slots.used == 10 and slots.free == 0
-    assert sorted(torch.cat([first, second]).tolist()) == list(range(10))
+    assert sorted(first + second) == list(range(10))
     with pytest.raises(OutOfSlotsError, match="asked for 1 KV slots, only 0 of 10 free"):
         slots.take(1)
     slots.give_back(first)
     assert slots.used == 6
     again = slots.take(4)
-    assert sorted(again.tolist()) == sorted(first.tolist())
+    assert sorted(again) == sorted(first)
 
 
-def test_allocator_refuses_to_take_back_more_than_it_gave():
-    slots = TokenSlotAllocator(4)
+def test_allocator_refuses_to_take_back_a_slot_it_did_not_give():
+    slots = SlotAllocator(4)
     slots.take(1)
-    with pytest.raises(RuntimeError, match="more KV slots than were taken"):
-        slots.give_back(torch.arange(4))
+    with pytest.raises(RuntimeError, match="KV slot 3, which was not taken"):
+        slots.give_back([3])
+
+
+def test_allocator_keeps_a_growing_sequence_contiguous_beside_others():
+    slots = SlotAllocator(100)
+    a = slots.take(10, hold=30)  # a will add 40 tokens in all
+    b = slots.take(10, hold=30)  # b starts after a's growth space, not right after a's slots
+    assert a == list(range(10)) and b[0] >= 40
+    for _ in range(20):  # both decode, one token a step, interleaved
+        a += slots.take(1, after=a[-1])
+        b += slots.take(1, after=b[-1])
+    assert a == list(range(30)) and b == list(range(b[0], b[0] + 30))
+    # Growth space is a preference only: with no plain free slot left, others get it.
+    rest = slots.take(slots.free)
+    assert sorted(a + b + rest) == list(range(100)) and slots.free == 0
 
 
 def _brute_force_peak(held_and_remaining):
@@ -61,14 +78,14 @@ def test_prefill_still_to_come_delays_the_end_of_a_sequence_in_the_estimate():
     # before its one token, while the other grows: its steps are 1 + 7, so max(11 + 99, 111 + 2 * 8) = 127.
     assert peak_kv_tokens([decoding, long_prompt]) == 113
     assert peak_kv_tokens([decoding, long_prompt], prefill_chunk_tokens=16) == 127
-    scheduler = Scheduler(capacity=120, max_running_requests=8, prefill_chunk_tokens=16)
+    scheduler = _scheduler(120, 8, 16)
     scheduler.running.append(decoding)
     scheduler.add(long_prompt)
     assert scheduler.schedule().admitted == []  # it would overflow 120 slots while it prefills
 
 
 def test_admission_is_fifo_and_the_first_that_does_not_fit_blocks_the_rest():
-    scheduler = Scheduler(capacity=100, max_running_requests=8, prefill_chunk_tokens=1000)
+    scheduler = _scheduler(100, 8, 1000)
     big = SequenceState("big", prompt_len=50, max_new_tokens=30)
     large = SequenceState("large", prompt_len=40, max_new_tokens=10)  # 80 + 50 > 100 with big running
     small = SequenceState("small", prompt_len=2, max_new_tokens=2)  # would fit, but must not overtake
@@ -80,7 +97,7 @@ def test_admission_is_fifo_and_the_first_that_does_not_fit_blocks_the_rest():
 
 
 def test_running_requests_are_capped():
-    scheduler = Scheduler(capacity=10_000, max_running_requests=3, prefill_chunk_tokens=1000)
+    scheduler = _scheduler(10_000, 3, 1000)
     for i in range(5):
         scheduler.add(SequenceState(i, prompt_len=4, max_new_tokens=4))
     assert [s.uid for s in scheduler.schedule().admitted] == [0, 1, 2]
@@ -88,7 +105,7 @@ def test_running_requests_are_capped():
 
 
 def test_long_prompt_is_chunked_and_never_stalls_a_decode():
-    scheduler = Scheduler(capacity=1000, max_running_requests=8, prefill_chunk_tokens=8)
+    scheduler = _scheduler(1000, 8, 8)
     decoder = SequenceState("decoder", prompt_len=3, max_new_tokens=100)
     scheduler.add(decoder)
     scheduler.schedule()
@@ -108,55 +125,196 @@ def test_long_prompt_is_chunked_and_never_stalls_a_decode():
     assert chunks == [8, 8, 8, 6]
 
 
-def _simulate(seed: int, capacity: int, max_running: int, chunk: int, count: int) -> None:
-    """Run a random workload through scheduler + allocator, checking the invariants at every step."""
+def _check_kv(kv: KVManager, running) -> None:
+    """The KV manager's invariants, from the outside: every slot accounted for exactly once."""
+    tree_slots = []
+    if kv.tree is not None:
+        stack = list(kv.tree.root.children.values())
+        while stack:
+            node = stack.pop()
+            tree_slots.extend(node.slots)
+            stack.extend(node.children.values())
+    assert len(tree_slots) == len(set(tree_slots)) == kv.cached
+    private = []
+    for sequence in running:
+        table = kv._tables[sequence.uid]
+        assert len(table.slots) == sequence.num_computed
+        private.extend(table.slots[table.num_cached :])
+        if table.num_cached:  # its shared part is the tree's, on a path that is referenced (never evicted)
+            path, matched = kv.tree.match(sequence.tokens, table.num_cached)
+            assert matched == table.num_cached and all(node.refs > 0 for node in path)
+            assert [slot for node in path for slot in node.slots][: table.num_cached] == table.slots[: table.num_cached]
+        assert [run for run in table.runs] == [list(run) for run in _runs(table.slots)]
+    assert len(private) == len(set(private)) and not set(private) & set(tree_slots)
+    assert kv.used == kv.live() + kv.cached == len(private) + len(tree_slots)  # no padding, no reservation
+    assert kv.used <= kv.capacity
+
+
+def _runs(slots):
+    from litserve.llm.kv import slot_runs
+
+    return slot_runs(slots)
+
+
+def _simulate(seed: int, capacity: int, max_running: int, chunk: int, count: int, prefix_caching: bool = True):
+    """Run a random workload through scheduler + KV manager, checking the invariants at every step.
+
+    Prompts share prefixes (a few system prompts, repeated whole prompts), so the cache is hit, filled,
+    evicted and hit again.
+    """
     rng = random.Random(seed)
-    scheduler = Scheduler(capacity, max_running, chunk)
-    slots = TokenSlotAllocator(capacity)
-    held = {}
-    arrivals = [SequenceState(i, rng.randint(1, 80), rng.randint(1, 60)) for i in range(count)]
+    kv = KVManager(capacity, max_running, capacity, prefix_caching)
+    scheduler = Scheduler(kv, max_running, chunk)
+    systems = [[rng.randint(0, 50) for _ in range(rng.randint(5, 40))] for _ in range(3)]
+    arrivals = []
+    for i in range(count):
+        prompt = rng.choice(systems) + [rng.randint(0, 50) for _ in range(rng.randint(1, 40))]
+        if arrivals and rng.random() < 0.2:
+            prompt = list(arrivals[-1].prompt_ids)  # the same prompt again (n > 1, a retry)
+        sequence = SequenceState(i, len(prompt), rng.randint(1, 60), prompt_ids=prompt)
+        sequence.tokens = list(prompt)
+        arrivals.append(sequence)
     early_stop = {s.uid: rng.choice([None, rng.randint(1, s.max_new_tokens)]) for s in arrivals}
     admitted_order, finished = [], []
     pending = list(arrivals)
+    found = 0
     while pending or scheduler.has_unfinished():
         for _ in range(rng.randint(0, 3)):  # arrivals while others decode
             if pending:
                 scheduler.add(pending.pop(0))
         plan = scheduler.schedule()
         admitted_order.extend(s.uid for s in plan.admitted)
+        found += sum(s.num_cached for s in plan.admitted)
         assert len(scheduler.running) <= max_running
         assert sum(c for _, c in plan.prefills) <= chunk
         assert all(s.prefilled for s in plan.decodes)
         assert set(plan.decodes) == {s for s in scheduler.running if s.prefilled}
+        kv.allocate([(s.uid, 1) for s in plan.decodes] + [(s.uid, c) for s, c in plan.prefills])
         sampled = list(plan.decodes)
         for sequence in plan.decodes:
-            held[sequence.uid] = torch.cat([held[sequence.uid], slots.take(1)])
             sequence.num_computed += 1
         for sequence, tokens in plan.prefills:
-            held[sequence.uid] = torch.cat(
-                [held.get(sequence.uid, torch.empty(0, dtype=torch.long)), slots.take(tokens)]
-            )
             sequence.num_computed += tokens
+            kv.cache_prompt(sequence.uid, sequence.prompt_ids, sequence.num_computed)
             if sequence.prefilled:
                 sampled.append(sequence)
-        assert slots.used == sum(s.num_computed for s in scheduler.running)  # no padding, no reservation
-        assert slots.used <= capacity
+        _check_kv(kv, scheduler.running)
         for sequence in sampled:
             sequence.num_output += 1
+            sequence.tokens.append(rng.randint(0, 50))
             if sequence.num_output in (sequence.max_new_tokens, early_stop[sequence.uid]):
                 scheduler.remove(sequence)
-                slots.give_back(held.pop(sequence.uid))
+                kv.release(sequence.uid, sequence.tokens[: sequence.num_computed])
                 finished.append(sequence.uid)
-        assert slots.used == sum(s.num_computed for s in scheduler.running)
+        _check_kv(kv, scheduler.running)
     assert admitted_order == list(range(count))  # FIFO
-    assert sorted(finished) == list(range(count)) and slots.used == 0
+    assert sorted(finished) == list(range(count))
+    assert kv.used == kv.cached and kv.live() == 0
+    assert kv.prompt_tokens_found == found
+    return kv
 
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("chunk", [4, 8, 32, 256])
-def test_random_workloads_keep_slots_equal_to_live_tokens_and_never_overflow(seed, chunk):
-    _simulate(seed, capacity=300, max_running=16, chunk=chunk, count=40)
+def test_random_workloads_keep_slots_equal_to_live_plus_cached_and_never_overflow(seed, chunk):
+    kv = _simulate(seed, capacity=300, max_running=16, chunk=chunk, count=40)
+    assert kv.prompt_tokens_found > 0  # the cache was hit
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_without_prefix_caching_every_slot_is_free_when_all_are_done(seed):
+    kv = _simulate(seed, capacity=300, max_running=16, chunk=16, count=30, prefix_caching=False)
+    assert kv.used == 0 and kv.prompt_tokens_found == 0
 
 
 def test_tight_capacity_runs_requests_one_by_one():
     _simulate(7, capacity=140, max_running=64, chunk=256, count=20)
+
+
+def test_admission_counts_only_the_tokens_a_request_adds():
+    kv = KVManager(capacity=100, max_sequences=4, max_sequence_len=100)
+    scheduler = Scheduler(kv, 4, 1000)
+    system = list(range(60))
+    kv.admit("earlier", system + [99])  # a finished request left the 60-token system prompt in the cache
+    kv.allocate([("earlier", 61)])
+    kv.release("earlier", system + [99])
+    users = [SequenceState(f"user{i}", 61, 10, prompt_ids=system + [90 + i]) for i in range(3)]
+    for user in users:
+        scheduler.add(user)
+    plan = scheduler.schedule()
+    # Each adds 1 prompt token + 10 generated; the 60 shared count once: 60 + 3 * 11 + ... <= 100, where
+    # without sharing two of them (2 * 71) would not fit.
+    assert plan.admitted == users and [u.num_cached for u in users] == [60, 60, 60]
+    assert [count for _, count in plan.prefills] == [1, 1, 1]
+    assert kv.pinned == 60 and kv.used == 61  # the cached leaf [99] is still there, evictable
+    assert peak_kv_tokens(users) + kv.pinned <= 100
+
+
+def test_a_request_sharing_a_prefix_being_computed_waits_for_it_instead_of_computing_it_twice():
+    kv = KVManager(capacity=1000, max_sequences=8, max_sequence_len=1000)
+    scheduler = Scheduler(kv, 8, 256)  # budget enough for every prompt in one step
+    prompt = list(range(100))
+    leader = SequenceState("leader", 100, 4, prompt_ids=prompt)
+    copies = [SequenceState(f"copy{i}", 100, 4, prompt_ids=list(prompt)) for i in range(3)]  # n = 4
+    other = SequenceState("other", 20, 4, prompt_ids=list(range(500, 520)))
+    for sequence in (leader, *copies, other):
+        scheduler.add(sequence)
+    computed = {}
+    admitted_when = {}
+    for _ in range(8):
+        plan = scheduler.schedule()
+        for sequence in plan.admitted:
+            admitted_when[sequence.uid] = leader.num_computed
+        kv.allocate([(s.uid, c) for s, c in plan.prefills])
+        for sequence, count in plan.prefills:
+            sequence.num_computed += count
+            computed[sequence.uid] = computed.get(sequence.uid, 0) + count
+            kv.cache_prompt(sequence.uid, sequence.prompt_ids, sequence.num_computed)
+    assert list(admitted_when) == ["leader", "copy0", "copy1", "copy2", "other"]  # FIFO still
+    # The copies join once fewer than PREFIX_WAIT_TOKENS of the prompt are left to compute, and reuse the rest.
+    assert all(admitted_when[c.uid] >= 100 - PREFIX_WAIT_TOKENS for c in copies)
+    assert all(c.num_cached >= 100 - PREFIX_WAIT_TOKENS and computed[c.uid] < PREFIX_WAIT_TOKENS for c in copies)
+    assert computed["leader"] == 100 and sum(computed.values()) < 100 + 20 + 3 * PREFIX_WAIT_TOKENS
+    assert list(admitted_when.values()) == [0, 100, 100, 100, 100]  # they joined the step after the leader
+
+
+def test_eviction_is_lru_over_unreferenced_leaves_and_never_touches_a_running_request():
+    kv = KVManager(capacity=30, max_sequences=4, max_sequence_len=30)
+
+    def finish(uid, tokens):
+        kv.admit(uid, tokens)
+        kv.allocate([(uid, len(tokens) - kv.found(uid))])
+        kv.release(uid, tokens)
+
+    finish("old", [1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    finish("new", [1, 2, 3, 20, 21, 22, 23, 24, 25, 26])  # shares 1, 2, 3 with old
+    assert kv.cached == 17 and kv.live() == 0
+    assert kv.admit("running", [1, 2, 3, 20, 21, 22, 23, 24, 25, 26, 30]) == 10  # found new's tokens
+    kv.allocate([("running", 1)])
+    # 30 slots: 17 cached + 1 running; 19 more must evict old's own 7 (the unreferenced leaf) and no more.
+    kv.admit("big", list(range(100, 120)))
+    kv.allocate([("big", 19)])
+    path, matched = kv.tree.match([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 10)
+    assert matched == 3  # old's own tokens are gone, the shared 1, 2, 3 stay (running's path)
+    assert kv.tree.match([1, 2, 3, 20, 21, 22, 23, 24, 25, 26], 10)[1] == 10
+    assert kv.used == kv.live() + kv.cached == 30 and kv.cached == 10
+    with pytest.raises(OutOfSlotsError):
+        kv.allocate([("big", 1)])  # running's slots are never evicted: none left to take
+
+
+def test_the_least_recently_used_prefix_is_evicted_first():
+    kv = KVManager(capacity=12, max_sequences=2, max_sequence_len=12)
+
+    def run(uid, tokens):
+        found = kv.admit(uid, tokens)
+        kv.allocate([(uid, len(tokens) - found)])
+        kv.release(uid, tokens)
+        return found
+
+    run("a", [1, 2, 3, 4])
+    run("b", [5, 6, 7, 8])
+    assert run("a again", [1, 2, 3, 4, 9]) == 4  # a is used again: b is now the least recently used
+    kv.admit("c", [20, 21, 22, 23, 24])
+    kv.allocate([("c", 5)])  # 9 cached + 5 > 12: b's 4 go first
+    assert kv.tree.match([5, 6, 7, 8], 4)[1] == 0
+    assert kv.tree.match([1, 2, 3, 4, 9], 5)[1] == 5
