@@ -5,7 +5,9 @@ server's metrics directory (its own suffix, so the route totals never read it), 
 system calls; the scrape adds every worker's file. Exported:
 
 - gauges ``litserve_llm_kv_tokens_used``, ``litserve_llm_kv_tokens_capacity``,
-  ``litserve_llm_requests_running``, ``litserve_llm_requests_waiting``;
+  ``litserve_llm_kv_cache_utilization`` (used / capacity, 0 to 1), ``litserve_llm_requests_running``,
+  ``litserve_llm_requests_waiting`` (requests with a worker, not yet generating: the engine's queue and
+  those not handed to it yet);
 - counters ``litserve_llm_prompt_tokens_total``, ``litserve_llm_generation_tokens_total``;
 - histograms ``litserve_llm_time_to_first_token_seconds`` (from the hand-off to a worker to the first
   token) and ``litserve_llm_time_per_output_token_seconds`` (per request: time after the first token
@@ -110,9 +112,18 @@ def families(directory: Optional[str]) -> list:
         ("litserve_llm_kv_tokens_used", KV_USED, "KV cache token slots holding a live token."),
         ("litserve_llm_kv_tokens_capacity", KV_CAPACITY, "KV cache token slots in all (max_total_token_num)."),
         ("litserve_llm_requests_running", RUNNING, "Requests admitted and generating."),
-        ("litserve_llm_requests_waiting", WAITING, "Requests queued in the engine for admission."),
+        ("litserve_llm_requests_waiting", WAITING, "Requests with a worker waiting to start generating."),
     ):
         result.append(GaugeMetricFamily(name, text, value=totals[index]))
+    capacity = totals[KV_CAPACITY]
+    utilization = totals[KV_USED] / capacity if capacity else 0.0
+    result.append(
+        GaugeMetricFamily(
+            "litserve_llm_kv_cache_utilization",
+            "Share of the KV cache's token slots in use, 0 to 1.",
+            value=utilization,
+        )
+    )
     result.append(
         CounterMetricFamily("litserve_llm_prompt_tokens", "Prompt tokens of admitted requests.", totals[PROMPT_TOKENS])
     )
