@@ -262,7 +262,9 @@ class CompletionReply(_OpenAIReply):
             text, _ = self.token_text(token_id)
             tokens.append(text)
             token_logprobs.append(max(logprob, LOGPROB_FLOOR))
-            alternatives = {self.token_text(alt)[0]: max(value, LOGPROB_FLOOR) for alt, value in (top or [])}
+            alternatives: Dict[str, float] = {}
+            for alt, value in top or []:  # most likely first: tokens that print alike keep the likelier
+                alternatives.setdefault(self.token_text(alt)[0], max(value, LOGPROB_FLOOR))
             alternatives.setdefault(text, max(logprob, LOGPROB_FLOOR))  # the chosen token is always there
             tops.append(alternatives)
             offsets.append(offset)

@@ -53,16 +53,22 @@ class Sampler:
         """Return each row's token, its log-probability under the model's unmodified distribution, and (for
         rows whose params ask for ``logprobs``) the most likely tokens with theirs; None for the others."""
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        logits, sampled, wanting_top = self._adjust(logits, rows)
+        logits, sampled, wanting_top, constrained = self._adjust(logits, rows)
         chosen = logits.argmax(dim=-1)
         if sampled:
             chosen[sampled] = self._draw(logits[sampled], [rows[i] for i in sampled])
+        if constrained:
+            from litserve.llm.structured import check_chosen
+
+            check_chosen(chosen, constrained, [rows[i].constraint for i in constrained])
         chosen_logprobs = logprobs.gather(1, chosen.unsqueeze(1)).squeeze(1)
         return chosen.tolist(), chosen_logprobs.tolist(), self._top_logprobs(logprobs, rows, wanting_top)
 
-    def _adjust(self, logits: torch.Tensor, rows: List[SampleRow]) -> Tuple[torch.Tensor, List[int], List[int]]:
-        """Penalties, suppressed tokens and grammar masks; also which rows sample and which want top logprobs
-        (one pass over the rows)."""
+    def _adjust(
+        self, logits: torch.Tensor, rows: List[SampleRow]
+    ) -> Tuple[torch.Tensor, List[int], List[int], List[int]]:
+        """Penalties, suppressed tokens and grammar masks; also which rows sample, which want top logprobs and
+        which have a grammar (one pass over the rows)."""
         adjusted = None
         sampled: List[int] = []
         constrained: List[int] = []
@@ -87,7 +93,7 @@ class Sampler:
 
             source = logits if adjusted is None else adjusted
             adjusted = masked_logits(source, constrained, [rows[i].constraint for i in constrained])
-        return (logits if adjusted is None else adjusted), sampled, wanting_top
+        return (logits if adjusted is None else adjusted), sampled, wanting_top, constrained
 
     @staticmethod
     def _top_logprobs(logprobs: torch.Tensor, rows: List[SampleRow], wanting: List[int]) -> List[Optional[TopLogprobs]]:

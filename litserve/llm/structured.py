@@ -7,8 +7,11 @@ llguidance as a token mask per constrained sequence per step.
 - ``GrammarConstraint`` (one per sequence) fills the sequence's row of the step's bitmask and consumes each
   chosen token. It also keeps the reply finishable within ``max_new_tokens``: it knows how many tokens its
   closing policy (EOS when allowed, forced tokens, then the tokens that close strings, arrays and objects
-  soonest) needs from the current state, and once the budget left is down to that, it takes over from the
-  model. So even a model whose free text is noise ends with complete JSON.
+  soonest) needs from the current state. Near the end of the budget it checks each token the model picks,
+  and replaces one that would leave too few tokens to finish (opening another array item, say) with the
+  policy's; once the budget left is down to what the policy needs, the policy takes over. The invariant
+  (what the policy needs fits in what is left) holds at every step, so even a model whose free text is noise
+  ends with complete JSON, as long as ``max_new_tokens`` covers the shortest valid output.
 - ``masked_logits`` applies the bitmasks of the constrained rows of a step in one vectorized operation; rows
   without a constraint are not touched.
 
@@ -29,12 +32,17 @@ from litserve.llm.sampling import StructuredSpec
 logger = logging.getLogger(__name__)
 
 COMPILED_CACHE_SIZE = 256  # compiled grammars kept, least recently used dropped first
-# The closing rollout is recomputed when the need could have caught up with the budget left, taking one of
-# the model's tokens to add at most this many to the need (an escape or a multi-byte character begun, a key
-# opened); the policy takes over CLOSE_MARGIN tokens early, which covers larger jumps (an object opened
-# whose required keys are all forced).
+# Far from the end (the budget left exceeds the need by more than VERIFY_MARGIN) the need is recomputed only
+# as often as it could catch up, taking a token to add at most GROWTH_PER_TOKEN to it; within the margin,
+# every token the model picks is checked. The policy takes over CLOSE_MARGIN tokens before it must.
 GROWTH_PER_TOKEN = 4
+VERIFY_MARGIN = 64
 CLOSE_MARGIN = 8
+# Bytes of the tokens that can open more structure (a key, an item, an array, an object, an escape): the
+# ones checked near the end. Others grow the need by a token or two at most (a character begun), which
+# CLOSE_MARGIN and a recount every few tokens cover.
+_STRUCTURAL = b',[{"\\:'
+RECOUNT_EVERY = 4
 ROLLOUT_EXTRA = 64  # the rollout gives up this far past the budget left
 _UNREACHABLE = 1 << 30
 _WORST_RANK = 1 << 20
@@ -110,12 +118,20 @@ class Vocabulary:
                 if 0 <= token_id < self.vocab_size:
                     ranks[token_id] = text_ranks[token_id] = _WORST_RANK
             probes = [token_id for token_id, item in enumerate(data) if len(item) == 1 and item in _TEXT_ONLY_LETTERS]
+            structural = [any(byte in _STRUCTURAL for byte in item) for item in data]
             self._closing_ranks = (
                 torch.tensor(ranks, dtype=torch.int32),
                 torch.tensor(text_ranks, dtype=torch.int32),
                 torch.tensor(probes, dtype=torch.long),
+                structural,
             )
         return self._closing_ranks[1 if in_text else 0]
+
+    def may_open(self, token_id: int) -> bool:
+        """Whether a token's bytes could open more structure (checked near the end of the budget)."""
+        self.closing_rank(False)
+        table = self._closing_ranks[3]
+        return table[token_id] if 0 <= token_id < len(table) else True
 
     def text_probes(self) -> torch.Tensor:
         """Single-letter tokens JSON never allows outside a string: one allowed means the output is in text."""
@@ -249,6 +265,7 @@ class GrammarConstraint:
         self.vocabulary = vocabulary
         self.remaining = max_new_tokens
         self.closing = False  # the closing policy has taken over
+        self.verifying = False  # near the end: each token the model picks is checked
         self._next_check = 0  # in tokens consumed from now; 0: check at this step
         self._words = (vocabulary.vocab_size + 31) // 32
 
@@ -266,19 +283,38 @@ class GrammarConstraint:
     def forced_token(self) -> Optional[int]:
         """The token the closing policy picks now, if the budget left says it must take over; else None."""
         if not self.closing and self._next_check <= 0:
-            need = self.closing_length(limit=self.remaining + ROLLOUT_EXTRA)
+            need = self.closing_length(self.matcher, limit=self.remaining + ROLLOUT_EXTRA)
             slack = self.remaining - need
             if slack <= CLOSE_MARGIN:
                 self.closing = True
+            elif slack <= VERIFY_MARGIN:
+                self.verifying = True
+                self._next_check = RECOUNT_EVERY
             else:
-                self._next_check = max(1, (slack - CLOSE_MARGIN) // (GROWTH_PER_TOKEN + 1))
+                self._next_check = max(1, (slack - VERIFY_MARGIN) // (GROWTH_PER_TOKEN + 1))
         if self.closing:
             return self.closing_token(self.matcher)
         return None
 
-    def closing_length(self, limit: int) -> int:
-        """Tokens the closing policy needs from here to a complete output (``_UNREACHABLE`` past ``limit``)."""
-        matcher = self.matcher.deep_copy()
+    def checked(self, token_id: int) -> Optional[int]:
+        """The model picked ``token_id``; near the end, the policy's token instead if after the model's too
+        few tokens would be left to finish. None: keep the model's."""
+        if self.closing or not self.verifying or not self.vocabulary.may_open(token_id):
+            return None
+        after = self.matcher.deep_copy()
+        budget = self.remaining - 1
+        if (
+            after.consume_token(token_id)
+            and self.closing_length(after, limit=budget + ROLLOUT_EXTRA) <= budget - CLOSE_MARGIN
+        ):
+            return None
+        self.closing = True
+        return self.closing_token(self.matcher)
+
+    def closing_length(self, matcher: Any, limit: int) -> int:
+        """Tokens the closing policy needs from ``matcher``'s state to a complete output (``_UNREACHABLE``
+        past ``limit``); ``matcher`` is left as it was."""
+        matcher = matcher.deep_copy()
         eos = set(self.vocabulary.eos_token_ids)
         for steps in range(limit + 1):
             if matcher.is_stopped():
@@ -335,6 +371,15 @@ def unpack_bitmask(bitmask: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """``[rows, words]`` int32 bitmask -> ``[rows, vocab_size]`` bool, True where a token is allowed."""
     bits = (bitmask.unsqueeze(-1) >> _BIT_POSITIONS) & 1
     return bits.reshape(bitmask.shape[0], -1)[:, :vocab_size].bool()
+
+
+def check_chosen(chosen: torch.Tensor, rows: Sequence[int], constraints: Sequence[GrammarConstraint]) -> None:
+    """Let each constrained row's constraint replace its chosen token (in place) where it must."""
+    picks = chosen[list(rows)].tolist()
+    for row, constraint, token_id in zip(rows, constraints, picks):
+        replacement = constraint.checked(token_id)
+        if replacement is not None:
+            chosen[row] = replacement
 
 
 def masked_logits(logits: torch.Tensor, rows: Sequence[int], constraints: Sequence[GrammarConstraint]) -> torch.Tensor:

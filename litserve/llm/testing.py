@@ -26,7 +26,7 @@ CHAT_TEMPLATE = (
     "{% if messages and messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
     "{{ '# Tools\\n<tools>\\n' }}"
     "{% for tool in tools %}{{ tool | tojson }}{{ '\\n' }}{% endfor %}"
-    "{{ '</tools>\\nCall a function with <tool_call>{\\\"name\\\": ..., \\\"arguments\\\": {...}}</tool_call>' }}"
+    '{{ \'</tools>\\nCall a function with <tool_call>{\\"name\\": ..., \\"arguments\\": {...}}</tool_call>\' }}'
     "{{ '<|im_end|>\\n' }}"
     "{% endif %}"
     "{% for message in messages %}"
