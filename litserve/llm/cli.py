@@ -15,11 +15,13 @@ def llm(
     dtype: Optional[str] = None,
     accelerator: str = "auto",
     timeout: Union[float, bool] = 600.0,
+    tool_call_parser: str = "auto",
 ) -> None:
     """Serve a Hugging Face causal LM directory with continuous batching.
 
     Routes: POST /generate and /generate_stream (LightLLM), POST /v1/completions and /v1/chat/completions,
-    GET /v1/models (OpenAI), GET /metrics. Set LIT_SERVER_API_KEY to require an API key.
+    GET /v1/models (OpenAI), POST /tokenize and /detokenize (vLLM), GET /metrics, and a chat playground at
+    GET /playground (and GET / in a browser). Set LIT_SERVER_API_KEY to require an API key.
 
     Args:
         model_dir: local model directory (config.json, safetensors weights, tokenizer files).
@@ -33,6 +35,8 @@ def llm(
         accelerator: auto, cpu or cuda.
         timeout: seconds a request may wait for its first token (its whole reply when not streaming);
             false disables it.
+        tool_call_parser: how tool calls are read from the model's text: hermes (<tool_call> JSON, Hermes
+            and Qwen), llama3_json (Llama 3), none, or auto (from the chat template).
     """
     import litserve as ls
     from litserve.llm import LLMAPI
@@ -43,6 +47,7 @@ def llm(
         max_running_requests=max_running_requests,
         prefill_chunk_tokens=prefill_chunk_tokens,
         dtype=dtype,
+        tool_call_parser=tool_call_parser,
     )
     server = ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout)
     server.run(host=host, port=port, generate_client_file=False)
