@@ -318,8 +318,9 @@ class LLMEngine:
         return batch, samplers
 
     def _suppressed(self, sequence: _Sequence) -> List[int]:
-        if len(sequence.output_ids) < sequence.params.min_new_tokens:
-            return sorted(self.eos_token_ids)
+        params = sequence.params
+        if len(sequence.output_ids) < params.min_new_tokens:
+            return sorted(self.eos_token_ids.union(params.stop_token_ids))  # nothing may stop it before
         return []
 
     def _emit(

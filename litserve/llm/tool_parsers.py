@@ -46,7 +46,7 @@ def resolve_parser(name: Optional[str], chat_template: Optional[str]) -> Optiona
 def tool_call(name: str, arguments: Any) -> Dict[str, Any]:
     """An OpenAI tool call; ``arguments`` as a JSON text (a dict is encoded)."""
     if not isinstance(arguments, str):
-        arguments = json.dumps(arguments, ensure_ascii=False)
+        arguments = json.dumps(arguments, ensure_ascii=False, separators=(",", ":"))
     return {"id": make_tool_call_id(), "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
