@@ -168,7 +168,7 @@ def build_app(
             return PlainTextResponse("ok")
         return PlainTextResponse("not ready", status_code=503)
 
-    if all(opts.api_path != "/" for opts in options):
+    if all(opts.api_path != "/" for opts in options) and not any(getattr(r, "path", None) == "/" for r in app.routes):
 
         @app.get("/", include_in_schema=False)
         async def index() -> Response:
@@ -197,7 +197,7 @@ def build_app(
     served = ApiKeyLayer(
         lit_app,
         runtime,
-        open_paths=[healthcheck_path, LIVENESS_PATH],
+        open_paths=[healthcheck_path, LIVENESS_PATH, *_public_paths(options)],
         self_checked_paths=self_checked_paths,
         error_bodies=error_bodies,
     )
@@ -214,6 +214,11 @@ def _mcp_endpoint(lit_apis: List[LitAPI], options: List[ApiOptions], fast_routes
     for path in MCP_PATHS:
         fast_routes[path] = endpoint
     return endpoint
+
+
+def _public_paths(options: List[ApiOptions]) -> List[str]:
+    """Paths specs serve without the API key (static pages that hold no data)."""
+    return [path for opts in options if opts.spec is not None for path in getattr(opts.spec, "public_paths", [])]
 
 
 def _error_format(spec: Any) -> ErrorFormat:

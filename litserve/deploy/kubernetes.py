@@ -6,7 +6,9 @@ Written to ``--out`` (default ``k8s/`` next to the script), for ``kubectl apply 
 - ``deployment.yaml``: probes on the server's own paths, a grace period longer than its ``shutdown_timeout``,
   resources, a non-root read-only container, Prometheus scrape annotations.
 - ``service.yaml``, ``pdb.yaml``, ``networkpolicy.yaml``.
-- ``hpa.yaml``: ``autoscaling/v2`` on ``litserve_requests_in_flight_per_worker`` (a per-pod custom metric).
+- ``hpa.yaml``: ``autoscaling/v2`` on ``litserve_requests_in_flight_per_worker`` (a per-pod custom metric), or
+  for an LLM server (``LLMAPI``) on ``litserve_llm_requests_waiting``: continuous batching takes in all it
+  can hold, so requests waiting are what says a pod is full.
 - ``autoscaling/prometheus-adapter-rules.yaml``: the Prometheus Adapter rule that serves that metric to the HPA.
 - ``autoscaling/keda-scaledobject.yaml``: the same policy with KEDA instead (use it *instead of* ``hpa.yaml``).
 """
@@ -24,6 +26,8 @@ from litserve.deploy.docker import APP_UID, container_command, shown_path
 from litserve.deploy.script import ServerScript, read_server_script
 
 AUTOSCALING_METRIC = "litserve_requests_in_flight_per_worker"
+LLM_AUTOSCALING_METRIC = "litserve_llm_requests_waiting"
+LLM_DEFAULT_TARGET = 2.0  # requests waiting per pod: a short queue, about to be admitted
 PRE_STOP_SLEEP_S = 10  # time for the endpoint removal to reach every kube-proxy and ingress before SIGTERM
 GRACE_MARGIN_S = 15  # beyond preStop + shutdown_timeout: answering the last requests and exiting
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -51,7 +55,8 @@ def kubernetes(
     """Write Kubernetes manifests for a server script: Deployment, Service, PodDisruptionBudget, autoscaler.
 
     The HorizontalPodAutoscaler scales on litserve_requests_in_flight_per_worker (requests waiting or
-    running per worker) from /metrics, served to it by the Prometheus Adapter rule written beside it.
+    running per worker) from /metrics, served to it by the Prometheus Adapter rule written beside it. An LLM
+    server (LLMAPI) scales on litserve_llm_requests_waiting instead (requests not yet generating, per pod).
 
     Args:
         server_filename: the server script (e.g. server.py) the image runs.
@@ -66,7 +71,8 @@ def kubernetes(
         namespace: namespace of every object (default: --name).
         cpu: CPU cores per pod, requested and limit (e.g. "2", "500m").
         memory: memory per pod, requested and limit (e.g. "4Gi").
-        target_per_worker: requests waiting or running per worker the autoscaler aims at (default: max_batch_size).
+        target_per_worker: requests waiting or running per worker the autoscaler aims at (default:
+            max_batch_size); for an LLM server, requests waiting per pod (default: 2).
         startup_seconds: how long a pod may take to load its model before it is restarted.
         prometheus_url: Prometheus that KEDA's alternative ScaledObject queries.
     """
@@ -148,12 +154,18 @@ class Plan:
         self.max_replicas = max_replicas if max_replicas is not None else 4 * self.min_replicas
         if self.max_replicas < self.min_replicas:
             raise ValueError(f"--max-replicas ({self.max_replicas}) is below the minimum ({self.min_replicas})")
-        target = target_per_worker if target_per_worker is not None else float(script.max_batch_size)
+        default_target = LLM_DEFAULT_TARGET if script.llm else float(script.max_batch_size)
+        target = target_per_worker if target_per_worker is not None else default_target
         if target <= 0:
             raise ValueError(f"--target-per-worker must be more than 0, got {target}")
         self.target = target
         self.startup_seconds = startup_seconds
         self.prometheus_url = prometheus_url
+
+    @property
+    def metric(self) -> str:
+        """The per-pod metric the autoscaler reads."""
+        return LLM_AUTOSCALING_METRIC if self.script.llm else AUTOSCALING_METRIC
 
     @property
     def labels(self) -> Dict[str, str]:
@@ -178,8 +190,11 @@ def write_manifests(plan: Plan, folder: Path) -> List[Path]:
         "service.yaml": (_SERVICE_NOTE, service_manifest(plan)),
         "pdb.yaml": (_PDB_NOTE, pdb_manifest(plan)),
         "networkpolicy.yaml": (_NETWORK_NOTE, network_policy_manifest(plan)),
-        "hpa.yaml": (_HPA_NOTE, hpa_manifest(plan)),
-        "autoscaling/prometheus-adapter-rules.yaml": (_ADAPTER_NOTE, prometheus_adapter_rules()),
+        "hpa.yaml": (_LLM_HPA_NOTE if plan.script.llm else _HPA_NOTE, hpa_manifest(plan)),
+        "autoscaling/prometheus-adapter-rules.yaml": (
+            _ADAPTER_NOTE.format(metric=plan.metric),
+            prometheus_adapter_rules(plan.metric),
+        ),
         "autoscaling/keda-scaledobject.yaml": (_KEDA_NOTE, keda_scaled_object(plan)),
     }
     written = []
@@ -340,7 +355,7 @@ def hpa_manifest(plan: Plan) -> Dict[str, Any]:
                 {
                     "type": "Pods",
                     "pods": {
-                        "metric": {"name": AUTOSCALING_METRIC},
+                        "metric": {"name": plan.metric},
                         "target": {"type": "AverageValue", "averageValue": _quantity(plan.target)},
                     },
                 }
@@ -364,13 +379,13 @@ def hpa_manifest(plan: Plan) -> Dict[str, Any]:
     }
 
 
-def prometheus_adapter_rules() -> Dict[str, Any]:
+def prometheus_adapter_rules(metric: str = AUTOSCALING_METRIC) -> Dict[str, Any]:
     return {
         "rules": [
             {
-                "seriesQuery": f'{AUTOSCALING_METRIC}{{namespace!="",pod!=""}}',
+                "seriesQuery": f'{metric}{{namespace!="",pod!=""}}',
                 "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
-                "name": {"matches": f"^{AUTOSCALING_METRIC}$", "as": AUTOSCALING_METRIC},
+                "name": {"matches": f"^{metric}$", "as": metric},
                 # A pod serving several APIs is as loaded as its busiest one.
                 "metricsQuery": "max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
             }
@@ -379,7 +394,7 @@ def prometheus_adapter_rules() -> Dict[str, Any]:
 
 
 def keda_scaled_object(plan: Plan) -> Dict[str, Any]:
-    query = f'sum(max by (pod) ({AUTOSCALING_METRIC}{{namespace="{plan.namespace}",pod=~"{plan.name}-.*"}}))'
+    query = f'sum(max by (pod) ({plan.metric}{{namespace="{plan.namespace}",pod=~"{plan.name}-.*"}}))'
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
@@ -477,12 +492,19 @@ Needs Prometheus scraping the pods (see the Deployment's annotations) and the Pr
 autoscaling/prometheus-adapter-rules.yaml. Slow scale-down keeps warm pods through short lulls.
 """
 
+_LLM_HPA_NOTE = """
+Scales on litserve_llm_requests_waiting: requests with the pod's LLM workers that are not generating yet
+(the engine admits all its KV cache and max_running_requests hold, so a queue means the pod is full). The
+target is the average queue per pod. Needs Prometheus scraping the pods (see the Deployment's annotations)
+and the Prometheus Adapter rule in autoscaling/prometheus-adapter-rules.yaml.
+"""
+
 _ADAPTER_NOTE = """
-Prometheus Adapter rule that serves litserve_requests_in_flight_per_worker to the HPA as a per-pod custom
+Prometheus Adapter rule that serves {metric} to the HPA as a per-pod custom
 metric. Not a Kubernetes object: add it to the adapter's config file (--config), or to the
 prometheus-adapter Helm chart's values under rules.custom. Check it with
   kubectl get --raw "/apis/custom.metrics.k8s.io/v1beta1/namespaces/NS/pods/*/METRIC"
-where NS is the namespace and METRIC litserve_requests_in_flight_per_worker.
+where NS is the namespace and METRIC {metric}.
 """
 
 _KEDA_NOTE = """

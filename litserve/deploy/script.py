@@ -33,6 +33,7 @@ class ServerScript:
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
     accelerator: str = "auto"
     max_batch_size: int = 1
+    llm: bool = False  # serves an ``LLMAPI`` (litserve.llm): it scales on the engine's waiting requests
 
     @property
     def listens_on_all_interfaces(self) -> bool:
@@ -76,6 +77,8 @@ def read_server_script(path: Path) -> ServerScript:
             value = _literal(keywords["max_batch_size"])
             if isinstance(value, int) and value > script.max_batch_size:
                 script.max_batch_size = value
+        if name == "LLMAPI":
+            script.llm = True
         if name == "LitServer":
             found_server = True
             _read_server_options(script, keywords)

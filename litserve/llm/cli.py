@@ -18,11 +18,13 @@ def llm(
     access_log: bool = True,
     prefix_caching: bool = True,
     num_threads: Optional[int] = None,
+    tool_call_parser: str = "auto",
 ) -> None:
     """Serve a Hugging Face causal LM directory with continuous batching.
 
     Routes: POST /generate and /generate_stream (LightLLM), POST /v1/completions and /v1/chat/completions,
-    GET /v1/models (OpenAI), GET /metrics. Set LIT_SERVER_API_KEY to require an API key.
+    GET /v1/models (OpenAI), POST /tokenize and /detokenize (vLLM), GET /metrics, and a chat playground at
+    GET /playground (and GET / in a browser). Set LIT_SERVER_API_KEY to require an API key.
 
     Args:
         model_dir: local model directory (config.json, safetensors weights, tokenizer files).
@@ -39,6 +41,8 @@ def llm(
         access_log: log one line per request ("POST /generate HTTP/1.1" 200); --no-access-log turns it off.
         prefix_caching: reuse the KV cache of prompts' cached prefixes (--no-prefix-caching turns it off).
         num_threads: intra-op threads of the model's worker (default: every core but one, at least 1).
+        tool_call_parser: how tool calls are read from the model's text: hermes (<tool_call> JSON, Hermes
+            and Qwen), llama3_json (Llama 3), none, or auto (from the chat template).
     """
     import litserve as ls
     from litserve.llm import LLMAPI
@@ -51,6 +55,7 @@ def llm(
         dtype=dtype,
         enable_prefix_caching=prefix_caching,
         num_threads=num_threads,
+        tool_call_parser=tool_call_parser,
     )
     server = ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout)
     server.run(host=host, port=port, generate_client_file=False, access_log=access_log)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 
@@ -31,6 +31,7 @@ from litserve.llm.sampler import Sampler, SampleRow
 from litserve.llm.sampling import SamplingParams
 from litserve.llm.scheduler import Scheduler, SequenceState
 from litserve.llm.stopping import StopSequenceFilter
+from litserve.llm.structured import GrammarConstraint, StructuredOutputs, Vocabulary
 
 __all__ = ["EngineStats", "LLMEngine", "RequestTooLargeError", "SamplingParams", "TokenEvent"]
 
@@ -64,6 +65,8 @@ class TokenEvent:
     prompt_tokens: int
     output_tokens: int
     cached_tokens: int = 0  # prompt tokens found in the prefix cache (not computed again)
+    top_logprobs: Optional[List[Tuple[int, float]]] = None  # (token id, logprob), when params.logprobs asks
+    stop_reason: Union[str, int, None] = None  # the stop string or stop token id that ended it (EOS: None)
 
 
 @dataclass
@@ -75,6 +78,7 @@ class EngineStats:
     kv_tokens_cached: int = 0  # slots held by the prefix cache (evictable unless a running request uses them)
     prefix_cache_queries: int = 0  # prompt tokens of admitted requests looked up in the prefix cache, in all
     prefix_cache_hits: int = 0  # of those, found there
+    kv_tokens_evictable: int = 0  # cached slots no running request uses (evicted first when space is needed)
 
 
 @dataclass(eq=False)
@@ -84,6 +88,7 @@ class _Sequence(SequenceState):
     generator: Optional[torch.Generator] = None
     detokenizer: Optional[IncrementalDetokenizer] = None
     stops: Optional[StopSequenceFilter] = None
+    constraint: Optional[GrammarConstraint] = None
 
 
 class LLMEngine:
@@ -143,6 +148,10 @@ class LLMEngine:
         self.sampler = Sampler()
         self.eos_token_ids: Set[int] = _eos_ids(model, self.tokenizer)
         self.special_token_ids: Set[int] = set(self.tokenizer.all_special_ids)
+        self.vocab_size = int(getattr(config, "vocab_size", None) or len(self.tokenizer))
+        self.vocabulary = Vocabulary(self.tokenizer, self.vocab_size, self.eos_token_ids)
+        self.structured = StructuredOutputs(self.vocabulary)
+
         self._sequences: Dict[Any, _Sequence] = {}
         logger.info(
             "LLM engine: %s on %s (%s), KV capacity %d tokens (%.1f MiB), prefix caching %s",
@@ -160,9 +169,26 @@ class LLMEngine:
         """Token ids of a plain-text prompt (with the tokenizer's usual special tokens, e.g. BOS)."""
         return list(self.tokenizer.encode(text))
 
-    def encode_chat(self, messages: List[Dict[str, Any]]) -> List[int]:
-        """Token ids of a conversation through the tokenizer's chat template, assistant turn opened."""
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    @property
+    def max_model_len(self) -> int:
+        """Most tokens (prompt + output) one request may have here: the context length, or the KV capacity."""
+        return min(self.capacity, self.max_position_embeddings)
+
+    def encode_chat(
+        self,
+        messages: List[Dict[str, Any]],
+        tools: Optional[List[Dict[str, Any]]] = None,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
+    ) -> List[int]:
+        """Token ids of a conversation through the tokenizer's chat template (``tools`` passed to it), the
+        assistant turn opened. ``ValueError`` if the template fails on these messages."""
+        try:
+            text = self.tokenizer.apply_chat_template(
+                messages, tools=tools, add_generation_prompt=add_generation_prompt, tokenize=False, **template_kwargs
+            )
+        except Exception as exc:  # jinja's TemplateError and whatever a template raises for what it refuses
+            raise ValueError(f"the chat template failed on these messages: {exc}") from None
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def check(self, prompt_ids: List[int], params: SamplingParams) -> None:
@@ -190,6 +216,9 @@ class LLMEngine:
         generator = None
         if params.seed is not None:
             generator = torch.Generator().manual_seed(params.seed)
+        constraint = None
+        if params.structured is not None:
+            constraint = self.structured.constraint(params.structured, params.max_new_tokens)
         sequence = _Sequence(
             uid=uid,
             prompt_len=len(prompt_ids),
@@ -197,8 +226,9 @@ class LLMEngine:
             prompt_ids=prompt_ids,
             params=params,
             generator=generator,
-            detokenizer=IncrementalDetokenizer(self.tokenizer, prompt_ids),
-            stops=StopSequenceFilter(params.stop_sequences),
+            detokenizer=IncrementalDetokenizer(self.tokenizer, prompt_ids, params.skip_special_tokens),
+            stops=StopSequenceFilter(params.stop_sequences, params.include_stop_str_in_output),
+            constraint=constraint,
         )
         self._sequences[uid] = sequence
         self.scheduler.add(sequence)
@@ -222,6 +252,7 @@ class LLMEngine:
             kv_tokens_cached=kv.cached,
             prefix_cache_queries=kv.prompt_tokens_queried,
             prefix_cache_hits=kv.prompt_tokens_found,
+            kv_tokens_evictable=kv.evictable,
         )
 
     # ----- one step -------------------------------------------------------------------------------------
@@ -243,11 +274,12 @@ class LLMEngine:
                 prompt_ids=sequence.prompt_ids,
                 output_ids=sequence.output_ids,
                 suppress_ids=self._suppressed(sequence),
+                constraint=sequence.constraint,
             )
             for sequence in samplers
         ]
-        tokens, logprobs = self.sampler.sample(logits, rows)
-        return [self._emit(sequence, token, logprob) for sequence, token, logprob in zip(samplers, tokens, logprobs)]
+        tokens, logprobs, tops = self.sampler.sample(logits, rows)
+        return [self._emit(*emitted) for emitted in zip(samplers, tokens, logprobs, tops)]
 
     def _build_batch(self, decodes: List[_Sequence], prefills) -> tuple:
         kv = self.kv
@@ -300,21 +332,34 @@ class LLMEngine:
         return batch, samplers
 
     def _suppressed(self, sequence: _Sequence) -> List[int]:
-        if len(sequence.output_ids) < sequence.params.min_new_tokens:
-            return sorted(self.eos_token_ids)
+        params = sequence.params
+        if len(sequence.output_ids) < params.min_new_tokens:
+            return sorted(self.eos_token_ids.union(params.stop_token_ids))  # nothing may stop it before
         return []
 
-    def _emit(self, sequence: _Sequence, token: int, logprob: float) -> TokenEvent:
+    def _emit(
+        self, sequence: _Sequence, token: int, logprob: float, top: Optional[List[Tuple[int, float]]] = None
+    ) -> TokenEvent:
         sequence.output_ids.append(token)
         sequence.num_output += 1
         params = sequence.params
-        delta = sequence.detokenizer.push(token)
+        stop_token = token in params.stop_token_ids or (token in self.eos_token_ids and not params.ignore_eos)
+        # The token that stops generation adds no text (unless asked): EOS never shows, nor a stop token id.
+        delta = "" if stop_token and not params.include_stop_str_in_output else sequence.detokenizer.push(token)
         text, stopped = sequence.stops.push(delta, check=sequence.num_output >= params.min_new_tokens)
         finish_reason = None
-        if stopped:
+        stop_reason: Union[str, int, None] = None
+        constraint = sequence.constraint
+        if constraint is not None and not constraint.accept(token):
+            logger.warning("request %r: the grammar refused token %d; ending it", sequence.uid, token)
             finish_reason = "stop"
-        elif token in self.eos_token_ids and not params.ignore_eos:
+        elif stopped:
+            finish_reason, stop_reason = "stop", sequence.stops.matched
+        elif stop_token:
             finish_reason = "stop"
+            stop_reason = token if token in params.stop_token_ids else None
+        elif constraint is not None and constraint.finished:
+            finish_reason = "stop"  # the output is complete: nothing but EOS could follow
         elif sequence.num_output >= params.max_new_tokens:
             finish_reason = "length"
         if finish_reason is not None:
@@ -333,6 +378,8 @@ class LLMEngine:
             prompt_tokens=sequence.prompt_len,
             output_tokens=sequence.num_output,
             cached_tokens=sequence.num_cached,
+            top_logprobs=top,
+            stop_reason=stop_reason,
         )
 
     def _release(self, sequence: _Sequence) -> None:

@@ -380,6 +380,11 @@ class KVManager:
         """Slots of the cached prefixes admitted sequences found: not counted in their own tokens."""
         return self.tree.pinned if self.tree else 0
 
+    @property
+    def evictable(self) -> int:
+        """Slots of the prefix tree no running sequence uses: free as soon as the space is needed."""
+        return self.tree.evictable if self.tree else 0
+
     def admission_cost(self, prompt_ids: Sequence[int]) -> Tuple[int, int]:
         """``(cached, newly_pinned)`` if this prompt were admitted now: tokens reused, cache newly pinned."""
         if self.tree is None:

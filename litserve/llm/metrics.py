@@ -5,7 +5,10 @@ server's metrics directory (its own suffix, so the route totals never read it), 
 system calls; the scrape adds every worker's file. Exported:
 
 - gauges ``litserve_llm_kv_tokens_used``, ``litserve_llm_kv_tokens_capacity``,
-  ``litserve_llm_requests_running``, ``litserve_llm_requests_waiting``;
+  ``litserve_llm_kv_cache_utilization`` (slots running requests hold / capacity, 0 to 1),
+  ``litserve_llm_requests_running``,
+  ``litserve_llm_requests_waiting`` (requests with a worker, not yet generating: the engine's queue and
+  those not handed to it yet);
 - counters ``litserve_llm_prompt_tokens_total``, ``litserve_llm_generation_tokens_total``,
   ``litserve_llm_prefix_cache_queries_total`` (prompt tokens looked up in the prefix cache) and
   ``litserve_llm_prefix_cache_hits_total`` (of those, found there), and the gauge
@@ -33,7 +36,8 @@ TTFT = 6
 TPOT = TTFT + len(TTFT_BUCKETS) + 2  # a count per bucket, +Inf, then the sum
 KV_CACHED = TPOT + len(TPOT_BUCKETS) + 2
 PREFIX_QUERIES, PREFIX_HITS = KV_CACHED + 1, KV_CACHED + 2
-SLOTS = PREFIX_HITS + 1
+KV_EVICTABLE = PREFIX_HITS + 1
+SLOTS = KV_EVICTABLE + 1
 
 
 class LLMMetrics:
@@ -60,10 +64,12 @@ class LLMMetrics:
         values[RUNNING] = running
         values[WAITING] = waiting
 
-    def set_prefix_cache(self, cached: int, queried: int, found: int) -> None:
-        """The engine's prefix cache: slots it holds, and its running totals of prompt tokens looked up, found."""
+    def set_prefix_cache(self, cached: int, queried: int, found: int, evictable: int = 0) -> None:
+        """The engine's prefix cache: slots it holds (``evictable`` of them unused), and its running totals of
+        prompt tokens looked up and found."""
         values = self.values
         values[KV_CACHED] = cached
+        values[KV_EVICTABLE] = evictable
         values[PREFIX_QUERIES] = queried
         values[PREFIX_HITS] = found
 
@@ -82,7 +88,7 @@ class LLMMetrics:
     def close(self) -> None:
         """The worker is stopping: its gauges no longer count (counters stay, as counters must)."""
         self.set_state(0, 0, 0, 0)
-        self.values[KV_CACHED] = 0
+        self.values[KV_CACHED] = self.values[KV_EVICTABLE] = 0
         if self._mapped is not None:
             self.values.release()
             self._mapped.close()
@@ -123,10 +129,20 @@ def families(directory: Optional[str]) -> list:
         ("litserve_llm_kv_tokens_used", KV_USED, "KV cache token slots holding a live token."),
         ("litserve_llm_kv_tokens_capacity", KV_CAPACITY, "KV cache token slots in all (max_total_token_num)."),
         ("litserve_llm_requests_running", RUNNING, "Requests admitted and generating."),
-        ("litserve_llm_requests_waiting", WAITING, "Requests queued in the engine for admission."),
+        ("litserve_llm_requests_waiting", WAITING, "Requests with a worker waiting to start generating."),
         ("litserve_llm_kv_tokens_cached", KV_CACHED, "KV cache token slots the prefix cache holds."),
     ):
         result.append(GaugeMetricFamily(name, text, value=totals[index]))
+    capacity = totals[KV_CAPACITY]
+    # Cached prefixes no running request uses are free for the taking: as vLLM's kv_cache_usage_perc, not in use.
+    utilization = (totals[KV_USED] - totals[KV_EVICTABLE]) / capacity if capacity else 0.0
+    result.append(
+        GaugeMetricFamily(
+            "litserve_llm_kv_cache_utilization",
+            "Share of the KV cache's token slots in use, 0 to 1.",
+            value=utilization,
+        )
+    )
     result.append(
         CounterMetricFamily("litserve_llm_prompt_tokens", "Prompt tokens of admitted requests.", totals[PROMPT_TOKENS])
     )

@@ -3,16 +3,26 @@
 Greedy rows take the argmax; sampled rows are scaled by temperature, cut to top-k and top-p, and drawn with
 one uniform number from the request's own ``torch.Generator`` (seeded from ``SamplingParams.seed``), so a
 request's tokens depend only on its logits and its seed, never on its neighbours in the batch.
+
+Rows with a grammar (structured outputs) get their disallowed tokens masked first, in one operation for all of
+them; rows without one cost nothing more. Log-probabilities (the chosen token's, and the top ``logprobs``
+when a request asks) are those of the model's own distribution: the log-softmax of the logits before
+penalties, masks and temperature, as vLLM reports them by default.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import torch
 
 from litserve.llm.sampling import SamplingParams
+
+if TYPE_CHECKING:
+    from litserve.llm.structured import GrammarConstraint
+
+TopLogprobs = List[Tuple[int, float]]
 
 
 @dataclass
@@ -24,6 +34,7 @@ class SampleRow:
     prompt_ids: Sequence[int]
     output_ids: Sequence[int]
     suppress_ids: Sequence[int] = ()  # tokens that must not be chosen now (EOS before min_new_tokens)
+    constraint: Optional[GrammarConstraint] = None  # the request's grammar, if it has one
 
 
 class Sampler:
@@ -36,28 +47,66 @@ class Sampler:
         else:
             self._shared.seed()
 
-    def sample(self, logits: torch.Tensor, rows: List[SampleRow]) -> Tuple[List[int], List[float]]:
-        """Return each row's token and its log-probability under the model's unmodified distribution."""
+    def sample(
+        self, logits: torch.Tensor, rows: List[SampleRow]
+    ) -> Tuple[List[int], List[float], List[Optional[TopLogprobs]]]:
+        """Return each row's token, its log-probability under the model's unmodified distribution, and (for
+        rows whose params ask for ``logprobs``) the most likely tokens with theirs; None for the others."""
         logprobs = torch.log_softmax(logits.float(), dim=-1)
-        logits = self._adjust(logits, rows)
+        logits, sampled, wanting_top, constrained = self._adjust(logits, rows)
         chosen = logits.argmax(dim=-1)
-        sampled = [i for i, row in enumerate(rows) if not row.params.greedy]
         if sampled:
             chosen[sampled] = self._draw(logits[sampled], [rows[i] for i in sampled])
-        chosen_logprobs = logprobs.gather(1, chosen.unsqueeze(1)).squeeze(1)
-        return chosen.tolist(), chosen_logprobs.tolist()
+        if constrained:
+            from litserve.llm.structured import check_chosen
 
-    def _adjust(self, logits: torch.Tensor, rows: List[SampleRow]) -> torch.Tensor:
+            check_chosen(chosen, constrained, [rows[i].constraint for i in constrained])
+        chosen_logprobs = logprobs.gather(1, chosen.unsqueeze(1)).squeeze(1)
+        return chosen.tolist(), chosen_logprobs.tolist(), self._top_logprobs(logprobs, rows, wanting_top)
+
+    def _adjust(
+        self, logits: torch.Tensor, rows: List[SampleRow]
+    ) -> Tuple[torch.Tensor, List[int], List[int], List[int]]:
+        """Penalties, suppressed tokens and grammar masks; also which rows sample, which want top logprobs and
+        which have a grammar (one pass over the rows)."""
         adjusted = None
+        sampled: List[int] = []
+        constrained: List[int] = []
+        wanting_top: List[int] = []
         for i, row in enumerate(rows):
-            if not row.params.penalized and not row.suppress_ids:
+            params = row.params
+            if not params.greedy:
+                sampled.append(i)
+            if params.logprobs:
+                wanting_top.append(i)
+            if row.constraint is not None:
+                constrained.append(i)
+            if not params.penalized and not row.suppress_ids:
                 continue
             if adjusted is None:
                 adjusted = logits.clone()
             _apply_penalties(adjusted[i], row)
             if row.suppress_ids:
                 adjusted[i, list(row.suppress_ids)] = float("-inf")
-        return logits if adjusted is None else adjusted
+        if constrained:
+            from litserve.llm.structured import masked_logits
+
+            source = logits if adjusted is None else adjusted
+            adjusted = masked_logits(source, constrained, [rows[i].constraint for i in constrained])
+        return (logits if adjusted is None else adjusted), sampled, wanting_top, constrained
+
+    @staticmethod
+    def _top_logprobs(logprobs: torch.Tensor, rows: List[SampleRow], wanting: List[int]) -> List[Optional[TopLogprobs]]:
+        result: List[Optional[TopLogprobs]] = [None] * len(rows)
+        if not wanting:
+            return result
+        top_k = max(rows[i].params.logprobs for i in wanting)
+        values, ids = logprobs[wanting].topk(top_k, dim=-1)
+        for position, (row_ids, row_values) in enumerate(zip(ids.tolist(), values.tolist())):
+            i = wanting[position]
+            k = rows[i].params.logprobs
+            result[i] = list(zip(row_ids[:k], row_values[:k]))
+        return result
 
     def _draw(self, logits: torch.Tensor, rows: List[SampleRow]) -> torch.Tensor:
         device = logits.device

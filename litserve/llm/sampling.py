@@ -5,6 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+# Most top log-probabilities one token may report (vLLM's default max_logprobs, OpenAI's top_logprobs bound).
+MAX_TOP_LOGPROBS = 20
+STRUCTURED_KINDS = ("json", "regex", "choice", "grammar")
+
+
+@dataclass(frozen=True)
+class StructuredSpec:
+    """A constraint on the output: ``kind`` is one of ``STRUCTURED_KINDS``; ``value`` the JSON schema (as
+    JSON text), the regular expression, the JSON list of choices, or the grammar (Lark or GBNF/EBNF).
+    ``whitespace_pattern`` (JSON only) allows whitespace matching it between tokens; by default the JSON is
+    compact, with none."""
+
+    kind: str
+    value: str
+    whitespace_pattern: Optional[str] = None
+
 
 @dataclass
 class SamplingParams:
@@ -15,6 +31,11 @@ class SamplingParams:
     ``presence_penalty`` (OpenAI semantics) to output tokens. ``stop_sequences`` end generation when the
     output text contains one; the stop text itself is not returned. ``seed`` makes sampling reproducible:
     the same seed gives the same tokens whatever else runs in the batch.
+
+    ``logprobs`` (0 to 20) asks for that many most likely tokens, with their log-probabilities, beside each
+    chosen one. ``stop_token_ids`` end generation like EOS; the stopping token (or stop string) is kept in
+    the text only with ``include_stop_str_in_output``. ``skip_special_tokens`` leaves special tokens out of
+    the text. ``structured`` constrains the output to a JSON schema, regex, choice or grammar.
     """
 
     max_new_tokens: int = 16
@@ -29,6 +50,11 @@ class SamplingParams:
     stop_sequences: List[str] = field(default_factory=list)
     ignore_eos: bool = False
     seed: Optional[int] = None
+    logprobs: Optional[int] = None
+    stop_token_ids: List[int] = field(default_factory=list)
+    include_stop_str_in_output: bool = False
+    skip_special_tokens: bool = True
+    structured: Optional[StructuredSpec] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stop_sequences, str):
@@ -66,6 +92,20 @@ class SamplingParams:
             yield f"ignore_eos must be true or false, got {self.ignore_eos!r}"
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
             yield f"seed must be a non-negative integer or null, got {self.seed!r}"
+        if self.logprobs is not None and (not _is_int(self.logprobs) or not 0 <= self.logprobs <= MAX_TOP_LOGPROBS):
+            yield f"logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS}, got {self.logprobs!r}"
+        if not isinstance(self.stop_token_ids, list) or not all(
+            _is_int(token) and token >= 0 for token in self.stop_token_ids
+        ):
+            yield f"stop_token_ids must be a list of token ids, got {self.stop_token_ids!r}"
+        for name in ("include_stop_str_in_output", "skip_special_tokens"):
+            if not isinstance(getattr(self, name), bool):
+                yield f"{name} must be true or false, got {getattr(self, name)!r}"
+        structured = self.structured
+        if structured is not None and (
+            not isinstance(structured, StructuredSpec) or structured.kind not in STRUCTURED_KINDS
+        ):
+            yield f"structured must be a StructuredSpec of kind {', '.join(STRUCTURED_KINDS)}, got {structured!r}"
 
     @property
     def greedy(self) -> bool:

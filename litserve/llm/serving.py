@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, List, Optional
 
 from litserve import codec
 from litserve.llm import metrics as llm_metrics
-from litserve.llm.replies import ROUTES, Reply
+from litserve.llm.replies import DETOKENIZE_PATH, ROUTES, TOKENIZE_PATH, Reply
 from litserve.specs.base import LitSpec
 from litserve.specs.openai import add_models_routes, openai_error_body, sse_error_event
 from litserve.specs.openai_types import ErrorDetail, ErrorResponse
@@ -35,7 +35,11 @@ OPENAI_ERRORS = _OpenAIErrors()
 
 
 def is_openai_path(path: str) -> bool:
-    return path.startswith("/v1/")
+    """Paths whose errors take OpenAI's shape: ``/v1/*`` and vLLM's tokenizer routes."""
+    return path.startswith("/v1/") or path in (TOKENIZE_PATH, DETOKENIZE_PATH)
+
+
+PLAYGROUND_PATH = "/playground"
 
 
 def model_not_found(model: str, served: str) -> codec.RequestError:
@@ -45,18 +49,23 @@ def model_not_found(model: str, served: str) -> codec.RequestError:
 
 
 class LLMSpec(LitSpec):
-    """LightLLM's ``/generate`` and ``/generate_stream`` plus OpenAI's completions, chat and models routes.
+    """LightLLM's ``/generate`` and ``/generate_stream``, OpenAI's completions, chat and models routes, vLLM's
+    ``/tokenize`` and ``/detokenize``, and the chat playground (``GET /playground``, and ``GET /`` for
+    browsers).
 
-    All of them reach the same workers; each request carries the path it came on. Errors on ``/v1/*`` use
-    OpenAI's ``{"error": ...}`` shape, the others FastAPI's ``{"detail": ...}``.
+    The POST routes reach the same workers; each request carries the path it came on. Errors on ``/v1/*`` and
+    the tokenizer routes use OpenAI's ``{"error": ...}`` shape, the others FastAPI's ``{"detail": ...}``. The
+    playground page is static (it holds no data) and open without the API key; everything it calls needs it.
     """
 
     api_path = "/generate"
     may_stream = True
+    public_paths = [PLAYGROUND_PATH]
 
-    def __init__(self, model_name: str) -> None:
+    def __init__(self, model_name: str, max_model_len: Optional[int] = None) -> None:
         super().__init__()
         self._model_name = model_name
+        self.max_model_len = max_model_len
 
     @property
     def model_name(self) -> str:
@@ -76,7 +85,10 @@ class LLMSpec(LitSpec):
         return LLMLoop(runner, channel, self)
 
     def add_routes(self, app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) -> None:
+        from litserve.llm.playground import add_playground_routes
+
         add_models_routes(app, runtime, lit_apis)
+        add_playground_routes(app, PLAYGROUND_PATH)
 
     def metric_families(self, metrics_dir: Optional[str]) -> list:
         return llm_metrics.families(metrics_dir)
@@ -111,7 +123,7 @@ class LLMLoop(ContinuousLoop):
         return sse_error_event(reply[2]) if is_openai_path(item.path) else b""
 
     def observe(self) -> None:
-        self.api.record_state()
+        self.api.record_state(len(self.channel.pending))
 
     def run(self) -> None:
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 
 class StopSequenceFilter:
-    """Finds stop strings across text deltas; the stop string and anything after it is never released.
+    """Finds stop strings across text deltas; anything after the stop string is never released, nor the stop
+    string itself unless ``include_stop`` (vLLM's ``include_stop_str_in_output``). ``matched`` is the stop
+    string found, once one is.
 
     Example:
         >>> stops = StopSequenceFilter(["\\n\\n"])
@@ -16,9 +18,11 @@ class StopSequenceFilter:
         ('', True)
     """
 
-    def __init__(self, stop_sequences: Sequence[str]) -> None:
+    def __init__(self, stop_sequences: Sequence[str], include_stop: bool = False) -> None:
         self._stops = [stop for stop in stop_sequences if stop]
+        self._include_stop = include_stop
         self._pending = ""
+        self.matched: Optional[str] = None
 
     def push(self, delta: str, check: bool = True) -> Tuple[str, bool]:
         """Add a delta; return (text safe to release, whether a stop sequence was found).
@@ -30,9 +34,12 @@ class StopSequenceFilter:
             released, self._pending = self._pending, ""
             return released, False
         if check:
-            found = [index for index in (self._pending.find(stop) for stop in self._stops) if index >= 0]
+            found = [(index, stop) for index, stop in ((self._pending.find(s), s) for s in self._stops) if index >= 0]
             if found:
-                released, self._pending = self._pending[: min(found)], ""
+                index, stop = min(found, key=lambda pair: pair[0])
+                self.matched = stop
+                end = index + len(stop) if self._include_stop else index
+                released, self._pending = self._pending[:end], ""
                 return released, True
         hold = self._longest_partial_stop_suffix()
         cut = len(self._pending) - hold

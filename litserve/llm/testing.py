@@ -17,10 +17,32 @@ ARCHITECTURES = ("llama", "mistral", "qwen2", "gpt2")
 EOS_TOKEN = "<|endoftext|>"
 CHAT_SPECIAL_TOKENS = ["<|im_start|>", "<|im_end|>"]
 
-# ChatML, as Qwen2 and many others use it; the generation prompt opens the assistant's turn.
+# ChatML, as Qwen2 and many others use it; the generation prompt opens the assistant's turn. With ``tools``,
+# a system turn lists them and asks for Hermes-style ``<tool_call>`` JSON (as Qwen 2.5's template does);
+# assistant tool calls and tool results are rendered the same way.
 CHAT_TEMPLATE = (
+    "{% if tools %}"
+    "{{ '<|im_start|>system\\n' }}"
+    "{% if messages and messages[0]['role'] == 'system' %}{{ messages[0]['content'] + '\\n\\n' }}{% endif %}"
+    "{{ '# Tools\\n<tools>\\n' }}"
+    "{% for tool in tools %}{{ tool | tojson }}{{ '\\n' }}{% endfor %}"
+    '{{ \'</tools>\\nCall a function with <tool_call>{\\"name\\": ..., \\"arguments\\": {...}}</tool_call>\' }}'
+    "{{ '<|im_end|>\\n' }}"
+    "{% endif %}"
     "{% for message in messages %}"
+    "{% if tools and loop.first and message['role'] == 'system' %}"
+    "{% elif message.get('tool_calls') %}"
+    "{{ '<|im_start|>assistant\\n' + (message['content'] or '') }}"
+    "{% for call in message['tool_calls'] %}"
+    "{{ '<tool_call>' }}{{ {'name': call['function']['name'], 'arguments': call['function']['arguments']} | tojson }}"
+    "{{ '</tool_call>' }}"
+    "{% endfor %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% elif message['role'] == 'tool' %}"
+    "{{ '<|im_start|>user\\n<tool_response>' + message['content'] + '</tool_response><|im_end|>\\n' }}"
+    "{% else %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endif %}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )

@@ -33,6 +33,8 @@ class LitSpec(codec.ErrorFormat):
     #: More paths served by the same workers, by the first API with this spec when several have it (unlike
     #: ``api_paths``, which each API owns). Workers tell the paths apart by ``WorkItem.path``.
     extra_routes: List[str] = []
+    #: Paths (of routes ``add_routes`` registers) served without the API key: static pages holding no data.
+    public_paths: List[str] = []
 
     def __init__(self) -> None:
         self._lit_api: Optional[LitAPI] = None

@@ -470,13 +470,13 @@ def add_models_routes(app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) ->
         return
 
     def cards() -> List[ModelCard]:
-        names = []
+        found: Dict[str, Optional[int]] = {}
         for api in lit_apis:
             spec = getattr(api, "spec", None)
             serves_openai = isinstance(spec, LitSpec) and any(path.startswith("/v1/") for path in spec.api_paths)
-            if serves_openai and spec.model_name not in names:
-                names.append(spec.model_name)
-        return [ModelCard(id=name, created=0) for name in names]
+            if serves_openai and spec.model_name not in found:
+                found[spec.model_name] = getattr(spec, "max_model_len", None)
+        return [ModelCard(id=name, created=0, max_model_len=length) for name, length in found.items()]
 
     @app.get("/v1/models", tags=["OpenAI"])
     async def list_models() -> Response:

@@ -561,12 +561,20 @@ class ChatCompletionChunk(BaseModel):
 
 
 class ModelCard(BaseModel):
-    """One entry of ``GET /v1/models``."""
+    """One entry of ``GET /v1/models``; ``max_model_len`` (vLLM's field) where the server knows it."""
 
     id: str
     object: Literal["model"] = "model"
     created: int = Field(default_factory=_now)
     owned_by: str = "litserve"
+    max_model_len: Optional[int] = None
+
+    @model_serializer(mode="wrap")
+    def _drop_unknown_length(self, handler: Any) -> Dict[str, Any]:
+        data = handler(self)
+        if isinstance(data, dict) and data.get("max_model_len") is None:
+            data.pop("max_model_len", None)
+        return data
 
 
 class ModelList(BaseModel):

@@ -98,6 +98,26 @@ def test_kubernetes_options_are_checked(tmp_path):
         kubernetes(str(no_metrics), name="model", image="repo/model:1", out=str(out))
 
 
+def test_an_llm_server_scales_on_its_waiting_requests(tmp_path):
+    import yaml
+
+    body = "from litserve.llm import LLMAPI\nls.LitServer(LLMAPI('/models/m', max_running_requests=32)).run()\n"
+    out = tmp_path / "k8s"
+    assert kubernetes(str(script(tmp_path, body)), name="llm", image="repo/llm:1", out=str(out)) == 0
+    (metric,) = yaml.safe_load((out / "hpa.yaml").read_text())["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] == "litserve_llm_requests_waiting"
+    assert metric["pods"]["target"]["averageValue"] == "2"  # a short queue per pod, not max_running_requests
+    (rule,) = yaml.safe_load((out / "autoscaling" / "prometheus-adapter-rules.yaml").read_text())["rules"]
+    assert rule["seriesQuery"].startswith("litserve_llm_requests_waiting{")
+    keda = yaml.safe_load((out / "autoscaling" / "keda-scaledobject.yaml").read_text())
+    assert "litserve_llm_requests_waiting{" in keda["spec"]["triggers"][0]["metadata"]["query"]
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    kubernetes(str(script(plain, "ls.LitServer(API()).run()\n")), name="m", image="repo/m:1", out=str(plain / "k8s"))
+    (metric,) = yaml.safe_load((plain / "k8s" / "hpa.yaml").read_text())["spec"]["metrics"]
+    assert metric["pods"]["metric"]["name"] == "litserve_requests_in_flight_per_worker"
+
+
 def test_quantities_are_kubernetes_quantities():
     assert [_quantity(v) for v in (4.0, 1, 1.5, 0.25)] == ["4", "1", "1500m", "250m"]
 

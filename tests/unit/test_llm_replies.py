@@ -36,7 +36,7 @@ def sse_payloads(data: bytes) -> list:
 
 def test_generate_answers_once_with_lightllm_fields():
     reply = GenerateReply(GenerateRequest(inputs="hi"), "m")
-    sent = [reply.on_token(event) for event in events(["a", "", "bc"])]
+    sent = [reply.on_token(0, event) for event in events(["a", "", "bc"])]
     assert sent[:2] == [b"", b""]
     assert json.loads(sent[2]) == {
         "generated_text": ["abc"],
@@ -48,7 +48,7 @@ def test_generate_answers_once_with_lightllm_fields():
 
 def test_generate_stream_sends_one_event_per_token_and_the_full_text_last():
     reply = GenerateStreamReply(GenerateRequest(inputs="hi"), "m")
-    sent = [reply.on_token(event) for event in events(["a", "", "bc"], reason="stop")]
+    sent = [reply.on_token(0, event) for event in events(["a", "", "bc"], reason="stop")]
     assert all(chunk.startswith(b"data:{") and chunk.endswith(b"\n\n") for chunk in sent)
     first, middle, last = (json.loads(chunk[len(b"data:") :]) for chunk in sent)
     assert first == {
@@ -66,7 +66,7 @@ def test_chat_stream_opens_with_the_role_skips_empty_deltas_and_ends_with_usage_
         messages=[{"role": "user", "content": "hi"}], stream=True, stream_options={"include_usage": True}
     )
     reply = ChatReply(request, "tiny")
-    data = b"".join(reply.on_token(event) for event in events(["", "x", "", "y"]))
+    data = b"".join(reply.on_token(0, event) for event in events(["", "x", "", "y"]))
     payloads = sse_payloads(data)
     assert payloads[-1] == b"[DONE]"
     chunks = [json.loads(p) for p in payloads[:-1]]
@@ -81,9 +81,11 @@ def test_chat_stream_opens_with_the_role_skips_empty_deltas_and_ends_with_usage_
 
 def test_completion_without_stream_is_one_text_completion():
     reply = CompletionReply(CompletionRequest(prompt=[1, 2, 3], max_tokens=2, model="named"), "tiny")
-    body = json.loads(b"".join(reply.on_token(event) for event in events(["a", "b"])))
+    body = json.loads(b"".join(reply.on_token(0, event) for event in events(["a", "b"])))
     assert body["object"] == "text_completion" and body["model"] == "named"
-    assert body["choices"] == [{"index": 0, "text": "ab", "logprobs": None, "finish_reason": "length"}]
+    assert body["choices"] == [
+        {"index": 0, "text": "ab", "logprobs": None, "finish_reason": "length", "stop_reason": None}
+    ]
     assert body["usage"]["completion_tokens"] == 2
 
 
@@ -93,8 +95,8 @@ def test_sampling_parameters_follow_each_api():
     assert CompletionRequest(prompt="x", temperature=0).sampling_params().greedy
     params = GenerateRequest(inputs="x", parameters={"stop_sequences": "END", "seed": 3}).sampling_params()
     assert params.stop_sequences == ["END"] and params.seed == 3
-    with pytest.raises(ValueError, match="n must be 1"):
-        CompletionRequest(prompt="x", n=2).sampling_params()
+    with pytest.raises(ValueError, match="n must be an integer from 1 to 128"):
+        CompletionRequest(prompt="x", n=0).sampling_params()
     with pytest.raises(ValueError, match="top_p"):
         GenerateRequest(inputs="x", parameters={"top_p": 0}).sampling_params()
     with pytest.raises(ValidationError):

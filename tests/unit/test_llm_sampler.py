@@ -19,7 +19,7 @@ def row(prompt=(), output=(), suppress=(), seed=None, **params) -> SampleRow:
 
 def test_greedy_takes_the_argmax_and_reports_its_logprob():
     logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, -1.0, 0.5]])
-    tokens, logprobs = Sampler().sample(logits, [row(), row(temperature=0.7)])  # do_sample=False: greedy
+    tokens, logprobs, _ = Sampler().sample(logits, [row(), row(temperature=0.7)])  # do_sample=False: greedy
     assert tokens == [1, 0]
     expected = torch.log_softmax(logits, dim=-1)
     assert logprobs == pytest.approx([expected[0, 1].item(), expected[1, 0].item()])
@@ -54,17 +54,17 @@ def test_sampling_follows_the_softmax_distribution():
 def test_top_k_and_top_p_cut_the_tail():
     logits = torch.tensor([[5.0, 4.9, 4.8, -2.0]])
     for seed in range(20):
-        tokens, _ = Sampler().sample(logits, [row(seed=seed, do_sample=True, top_k=1)])
+        tokens, *_ = Sampler().sample(logits, [row(seed=seed, do_sample=True, top_k=1)])
         assert tokens == [0]
-        tokens, _ = Sampler().sample(logits, [row(seed=seed, do_sample=True, top_p=0.01)])
+        tokens, *_ = Sampler().sample(logits, [row(seed=seed, do_sample=True, top_p=0.01)])
         assert tokens == [0]
-        tokens, _ = Sampler().sample(logits, [row(seed=seed, do_sample=True, temperature=5.0, top_k=2)])
+        tokens, *_ = Sampler().sample(logits, [row(seed=seed, do_sample=True, temperature=5.0, top_k=2)])
         assert tokens[0] in (0, 1)
 
 
 def test_temperature_zero_is_greedy_even_when_sampling():
     logits = torch.tensor([[1.0, 2.0, 1.5]])
-    tokens, _ = Sampler().sample(logits, [row(seed=3, do_sample=True, temperature=0.0)])
+    tokens, *_ = Sampler().sample(logits, [row(seed=3, do_sample=True, temperature=0.0)])
     assert tokens == [1]
 
 
