@@ -533,7 +533,12 @@ def _extend_runs(runs: List[List[int]], slots: List[int]) -> None:
 
 
 class KVPools:
-    """Per layer, a key pool and a value pool of shape ``[capacity, num_kv_heads, head_dim]``."""
+    """Per layer, a key pool and a value pool of shape ``[num_kv_heads, capacity, head_dim]``.
+
+    Head-major: a sequence's keys for one head over a run of slots are one contiguous block, so the decode
+    attention reads a long run in place at memory speed (about twice as fast on CPU as slot-major, where each
+    head's keys are strided by the other heads').
+    """
 
     def __init__(
         self,
@@ -544,7 +549,7 @@ class KVPools:
         dtype: torch.dtype,
         device: str | torch.device,
     ) -> None:
-        shape = (capacity, num_kv_heads, head_dim)
+        shape = (num_kv_heads, capacity, head_dim)
         self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
         self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(num_layers)]
 

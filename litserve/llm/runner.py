@@ -224,13 +224,11 @@ def _in_place_decodes(
     queries: torch.Tensor,
     key_pool: torch.Tensor,
     value_pool: torch.Tensor,
-    key_rows: torch.Tensor,
-    value_rows: torch.Tensor,
     scale: float,
 ) -> torch.Tensor:
     """Attention output ``[len(plan.mixed), heads, head_dim]`` of the plan's mixed rows."""
     heads, _, head_dim = queries.shape
-    kv_heads = key_pool.shape[1]
+    kv_heads = key_pool.shape[0]
     per_kv = heads // kv_heads
     mixed_queries = queries.index_select(1, plan.mixed)  # [heads, M, head_dim]
     count = plan.mixed.numel()
@@ -241,8 +239,8 @@ def _in_place_decodes(
         readers = job.rows.numel()
         grouped = mixed_queries.index_select(1, job.rows).view(kv_heads, per_kv, readers, head_dim)
         grouped = grouped.transpose(1, 2).reshape(kv_heads, readers * per_kv, head_dim)
-        keys = key_pool[job.start : job.start + job.length].transpose(0, 1)  # [kv_heads, L, head_dim], a view
-        values = value_pool[job.start : job.start + job.length].transpose(0, 1)
+        keys = key_pool[:, job.start : job.start + job.length]  # [kv_heads, L, head_dim], a view
+        values = value_pool[:, job.start : job.start + job.length]
         output, lse = _attend_with_lse(grouped, keys, values, scale, None)
         outputs.append(
             output.view(kv_heads, readers, per_kv, head_dim).transpose(0, 1).reshape(readers, heads, head_dim)
@@ -251,9 +249,8 @@ def _in_place_decodes(
         rows.append(job.rows)
     if plan.rest_rows is not None:
         readers, longest = plan.rest_rows.numel(), plan.rest_longest
-        shape = (readers, longest, kv_heads, head_dim)
-        keys = key_rows.index_select(0, plan.rest_index).view(shape).transpose(1, 2)  # [R, kv_heads, L, D]
-        values = value_rows.index_select(0, plan.rest_index).view(shape).transpose(1, 2)
+        keys = _gather(key_pool, plan.rest_index, readers, longest)  # [R, kv_heads, L, D]
+        values = _gather(value_pool, plan.rest_index, readers, longest)
         grouped = mixed_queries.index_select(1, plan.rest_rows).view(kv_heads, per_kv, readers, head_dim)
         grouped = grouped.permute(2, 0, 1, 3)  # [R, kv_heads, per_kv, D]
         output, lse = _attend_with_lse(grouped, keys, values, scale, plan.rest_mask[:, None, None, :])
@@ -274,6 +271,12 @@ def _in_place_decodes(
         0, index, output * weights.unsqueeze(-1)
     )
     return (merged / total.unsqueeze(-1)).to(queries.dtype)
+
+
+def _gather(pool: torch.Tensor, index: torch.Tensor, rows: int, longest: int) -> torch.Tensor:
+    """``[rows, kv_heads, longest, head_dim]``: the pool's slots ``index`` (row after row), copied."""
+    kv_heads, _, head_dim = pool.shape
+    return pool.index_select(1, index).view(kv_heads, rows, longest, head_dim).transpose(0, 1)
 
 
 @dataclass
@@ -323,13 +326,9 @@ def token_attention(
     window = kwargs.get("sliding_window")
     layer = module.layer_idx
     key_pool, value_pool = step.pools.keys[layer], step.pools.values[layer]
-    kv_heads, head_dim = key_pool.shape[1:]
-    # Rows of the pools as flat 2-D views: index_select/index_copy_ over whole rows run about twice as fast as
-    # over [slots, heads, head_dim] (measured on CPU).
-    key_rows, value_rows = key_pool.view(key_pool.shape[0], -1), value_pool.view(value_pool.shape[0], -1)
-    num_tokens = key.shape[2]
-    key_rows.index_copy_(0, step.slots, key[0].transpose(0, 1).reshape(num_tokens, -1))
-    value_rows.index_copy_(0, step.slots, value[0].transpose(0, 1).reshape(num_tokens, -1))
+    kv_heads, _, head_dim = key_pool.shape
+    key_pool.index_copy_(1, step.slots, key[0])
+    value_pool.index_copy_(1, step.slots, value[0])
 
     queries = query[0]  # [heads, N, head_dim]
     output = torch.empty_like(queries.transpose(0, 1))  # [N, heads, head_dim]
@@ -338,15 +337,14 @@ def token_attention(
     if plan is not None and (window is None or not step.decode_lengths or window >= step.decode_lengths[-1]):
         scale = scaling if scaling is not None else head_dim**-0.5
         if plan.mixed.numel():
-            mixed = _in_place_decodes(plan, queries, key_pool, value_pool, key_rows, value_rows, scale)
+            mixed = _in_place_decodes(plan, queries, key_pool, value_pool, scale)
             output.index_copy_(0, plan.mixed, mixed)
         decode_groups_now = plan.groups
     else:
         decode_groups_now = step.gathered_groups()
     for group in decode_groups_now:
-        shape = (group.end - group.start, group.longest, kv_heads, head_dim)
-        keys = key_rows.index_select(0, group.kv_index).view(shape).transpose(1, 2)  # [G, kv_heads, L, head_dim]
-        values = value_rows.index_select(0, group.kv_index).view(shape).transpose(1, 2)
+        keys = _gather(key_pool, group.kv_index, group.end - group.start, group.longest)  # [G, kv_heads, L, D]
+        values = _gather(value_pool, group.kv_index, group.end - group.start, group.longest)
         if group.step_rows is None:
             group_queries = queries[:, group.start : group.end].transpose(0, 1).unsqueeze(2)  # [G, heads, 1, D]
         else:
@@ -368,9 +366,8 @@ def token_attention(
             keys = key[:, :, span.start : span.end]
             values = value[:, :, span.start : span.end]
         else:
-            shape = (span.context_slots.numel(), kv_heads, head_dim)
-            keys = key_rows.index_select(0, span.context_slots).view(shape).transpose(0, 1).unsqueeze(0)
-            values = value_rows.index_select(0, span.context_slots).view(shape).transpose(0, 1).unsqueeze(0)
+            keys = key_pool.index_select(1, span.context_slots).unsqueeze(0)  # [1, kv_heads, C, head_dim]
+            values = value_pool.index_select(1, span.context_slots).unsqueeze(0)
         mask = span.mask(queries.device, window)
         attended = F.scaled_dot_product_attention(
             chunk_queries, keys, values, attn_mask=mask, is_causal=mask is None, scale=scaling, enable_gqa=gqa

@@ -14,8 +14,8 @@ from litserve.llm.runner import STEP_KWARG, StepBatch, plan_decodes, token_atten
 
 
 def _reference(query, key_pool, value_pool, slots, scale):
-    keys = key_pool[slots].transpose(0, 1).unsqueeze(0)  # [1, kv_heads, L, D]
-    values = value_pool[slots].transpose(0, 1).unsqueeze(0)
+    keys = key_pool[:, slots].unsqueeze(0)  # [1, kv_heads, L, D]
+    values = value_pool[:, slots].unsqueeze(0)
     gqa = query.shape[1] != keys.shape[1]
     return F.scaled_dot_product_attention(query, keys, values, scale=scale, enable_gqa=gqa)[0, :, 0]
 

@@ -16,14 +16,14 @@ needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 def test_cpu_default_capacity_is_the_documented_default(llama_dir):
     engine = LLMEngine(llama_dir)
     assert engine.stats().kv_tokens_capacity == DEFAULT_CPU_KV_TOKENS
-    assert engine.pools.keys[0].shape[0] == DEFAULT_CPU_KV_TOKENS
+    assert engine.pools.keys[0].shape[1] == DEFAULT_CPU_KV_TOKENS
 
 
 @needs_gpu
 def test_gpu_capacity_comes_from_free_memory_and_greedy_matches_transformers(llama_dir):
     free_before, _ = torch.cuda.mem_get_info()
     engine = LLMEngine(llama_dir, device="cuda:0", dtype="float32")
-    per_token = 2 * len(engine.pools.keys) * engine.pools.keys[0][0].numel() * 4
+    per_token = 2 * len(engine.pools.keys) * engine.pools.keys[0][:, 0].numel() * 4
     assert engine.capacity > 1000
     assert engine.capacity * per_token < free_before  # it fits in what was free
 
