@@ -17,6 +17,7 @@ from fastapi import Response
 from pydantic import BaseModel
 
 from litserve import codec
+from litserve.loops import has_async_hooks
 from litserve.specs import openai_types
 from litserve.specs.base import LitSpec
 from litserve.specs.openai_types import *  # noqa: F403 (LitServe's users import the types from here)
@@ -30,7 +31,7 @@ from litserve.specs.openai_types import (
     make_chat_completion_id,
 )
 from litserve.transport.worker_channel import WorkItem
-from litserve.workers.loops import HookFailedError, WorkerLoop, close_generator, has_async_hooks
+from litserve.workers.loops import HookFailedError, WorkerLoop, close_generator
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -14,8 +14,9 @@ import logging
 from typing import Any, AsyncIterator, Dict, List, Optional, Set, Tuple
 
 from litserve import codec
+from litserve.loops import MAX_CONCURRENT_TASKS
 from litserve.transport.worker_channel import ParentGoneError, WorkItem
-from litserve.workers.loops import MAX_CONCURRENT_TASKS, HookFailedError, StreamState, WorkerLoop
+from litserve.workers.loops import HookFailedError, StreamState, WorkerLoop
 
 logger = logging.getLogger("litserve")
 

@@ -7,15 +7,16 @@ import time
 from typing import Any, Callable, List, Optional
 
 from litserve import codec
-from litserve.api import is_async_hook
+from litserve.loops import (
+    ContinuousBatchingLoop,
+    requests_run_at_once,  # noqa: F401 (app.py imports it from here)
+    runs_async,
+)
 from litserve.transport.worker_channel import WorkerChannel, WorkItem
 from litserve.workers.hooks import HookRunner
 from litserve.workers.protocol import JsonProtocol
 
 logger = logging.getLogger("litserve")
-
-# Requests (or batches) one async worker runs at once; more wait in its queue until one finishes.
-MAX_CONCURRENT_TASKS = 1024
 
 
 class HookFailedError(Exception):
@@ -273,12 +274,6 @@ class StreamingLoop(WorkerLoop):
         self.finish(states)
 
 
-def has_async_hooks(lit_api: Any) -> bool:
-    """Whether any per-request hook is ``async def`` (or an async generator)."""
-    hooks = ("decode_request", "batch", "predict", "unbatch", "encode_response")
-    return any(is_async_hook(getattr(lit_api, name)) for name in hooks)
-
-
 def close_generator(generator: Any) -> None:
     """Stop a user generator early so its ``finally`` blocks run."""
     close = getattr(generator, "close", None)
@@ -289,23 +284,13 @@ def close_generator(generator: Any) -> None:
             logger.debug("closing a response generator failed", exc_info=True)
 
 
-def runs_async(lit_api: Any, options: Any) -> bool:
-    """Whether the API's workers run the async loop: ``enable_async`` with at least one ``async def`` hook."""
-    return options.loop == "auto" and options.enable_async and has_async_hooks(lit_api)
-
-
-def requests_run_at_once(lit_api: Any, options: Any) -> int:
-    """How many requests one worker of the API runs at the same time; more wait in its queue."""
-    if runs_async(lit_api, options):
-        return MAX_CONCURRENT_TASKS * options.max_batch_size
-    return options.max_batch_size
-
-
 def make_loop(runner: HookRunner, channel: WorkerChannel, protocol: JsonProtocol) -> WorkerLoop:
     """Pick the loop that fits the API's options."""
     options = runner.options
-    if options.loop != "auto":
-        return options.loop.make_worker_loop(runner, channel, protocol)
+    if isinstance(options.loop, ContinuousBatchingLoop):
+        from litserve.workers.continuous import ContinuousLoop
+
+        return ContinuousLoop(runner, channel, protocol)
     if runs_async(runner.lit_api, options):
         from litserve.workers.async_loops import AsyncLoop
 
