@@ -124,7 +124,7 @@ def test_no_function_longer_than_80_lines():
     for path in ROOT.rglob("*.py"):
         relative = str(path.relative_to(ROOT.parent))
 
-        def walk(node: ast.AST, prefix: str) -> None:
+        def walk(node: ast.AST, prefix: str, relative: str = relative) -> None:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     name = prefix + child.name
