@@ -1,17 +1,24 @@
-"""Pluggable worker loops (LitServe-compatible: ``from litserve.loops import ContinuousBatchingLoop, Output``)."""
+"""Which loop serves an API: the loops users name, and the choice ``loop="auto"`` makes.
+
+LitServe-compatible: ``from litserve.loops import ContinuousBatchingLoop, Output``. This module only declares
+and chooses; the loops themselves run in the worker process (``litserve.workers``), which imports this
+module and never the other way round, so the API process can ask the same questions without loading them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from litserve.utils import LitAPIStatus
+from litserve.api import is_async_hook
+from litserve.status import LitAPIStatus
 
 if TYPE_CHECKING:
-    from litserve.transport.worker_channel import WorkerChannel
-    from litserve.workers.hooks import HookRunner
-    from litserve.workers.loops import WorkerLoop
-    from litserve.workers.protocol import JsonProtocol
+    from litserve.options import ApiOptions
+
+# Requests (or batches) one async worker runs at once; more wait in its queue until one finishes.
+MAX_CONCURRENT_TASKS = 1024
 
 __all__ = [
     "BatchedLoop",
@@ -24,6 +31,8 @@ __all__ = [
     "StreamingLoop",
     "get_default_loop",
 ]
+
+_HOOKS = ("decode_request", "batch", "predict", "unbatch", "encode_response")
 
 
 @dataclass
@@ -43,10 +52,6 @@ class LitLoop:
     ``run(lit_api, device, worker_id, request_queue, transport, ...)`` over LitServe's internal queues is not
     supported: ``LitServer`` refuses it with a message.
     """
-
-    def make_worker_loop(self, runner: HookRunner, channel: WorkerChannel, protocol: JsonProtocol) -> WorkerLoop:
-        """The loop a worker process runs for this API."""
-        raise NotImplementedError(f"{type(self).__name__} does not choose a litserve worker loop")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -130,11 +135,42 @@ class ContinuousBatchingLoop(LitLoop):
     def __init__(self, max_sequence_length: int = 2048) -> None:
         self.max_sequence_length = max_sequence_length
 
-    def make_worker_loop(self, runner: HookRunner, channel: WorkerChannel, protocol: JsonProtocol) -> WorkerLoop:
-        """The loop a worker process runs for this API."""
-        from litserve.workers.continuous import ContinuousLoop
-
-        return ContinuousLoop(runner, channel, protocol)
-
     def __repr__(self) -> str:
         return f"ContinuousBatchingLoop(max_sequence_length={self.max_sequence_length})"
+
+
+def resolve_loop(options: ApiOptions) -> ApiOptions:
+    """``options`` with their loop checked: ``"auto"`` (also for a loop ``"auto"`` would pick, once it fits the
+    other options) or a ContinuousBatchingLoop. Raises ``ValueError`` naming ``loop`` otherwise."""
+    value = options.loop
+    if isinstance(value, str) and value == "auto":
+        return options
+    if isinstance(value, DefaultLoop):
+        value.check(options.stream, options.max_batch_size)
+        return dataclasses.replace(options, loop="auto")
+    if not isinstance(value, ContinuousBatchingLoop):
+        raise ValueError(
+            f"loop must be 'auto', ContinuousBatchingLoop() or one of litserve.loops' SingleLoop(), BatchedLoop(), "
+            f"StreamingLoop(), BatchedStreamingLoop(), got {value!r} (LitServe's custom LitLoop subclasses, which "
+            "run over its internal queues, are not supported)"
+        )
+    if not options.stream:
+        raise ValueError("loop=ContinuousBatchingLoop() streams each request's outputs: pass stream=True as well")
+    return options
+
+
+def has_async_hooks(lit_api: Any) -> bool:
+    """Whether any per-request hook is ``async def`` (or an async generator)."""
+    return any(is_async_hook(getattr(lit_api, name)) for name in _HOOKS)
+
+
+def runs_async(lit_api: Any, options: Any) -> bool:
+    """Whether the API's workers run the async loop: ``enable_async`` with at least one ``async def`` hook."""
+    return options.loop == "auto" and options.enable_async and has_async_hooks(lit_api)
+
+
+def requests_run_at_once(lit_api: Any, options: Any) -> int:
+    """How many requests one worker of the API runs at the same time; more wait in its queue."""
+    if runs_async(lit_api, options):
+        return MAX_CONCURRENT_TASKS * options.max_batch_size
+    return options.max_batch_size

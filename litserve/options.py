@@ -75,7 +75,6 @@ def resolve_api_options(explicit: dict, server_given: dict) -> ApiOptions:
     validate_api_path(values["api_path"], "api_path")
     _validate_bool(values["stream"], "stream")
     _validate_bool(values["enable_async"], "enable_async")
-    values["loop"] = resolve_loop(values["loop"], values["stream"], values["max_batch_size"])
     values["batch_timeout"] = float(values["batch_timeout"])
     return ApiOptions(**values)
 
@@ -93,27 +92,6 @@ def validate_batch_timeout(value: Any) -> None:
 def validate_api_path(value: Any, name: str) -> None:
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError(f"{name} must be a URL path starting with '/', got {value!r}")
-
-
-def resolve_loop(value: Any, stream: bool, max_batch_size: int) -> Any:
-    """The API's loop: ``"auto"`` (also for a loop ``"auto"`` would pick, once it fits) or a
-    ContinuousBatchingLoop."""
-    from litserve.loops import ContinuousBatchingLoop, DefaultLoop
-
-    if isinstance(value, str) and value == "auto":
-        return value
-    if isinstance(value, DefaultLoop):
-        value.check(stream, max_batch_size)
-        return "auto"
-    if not isinstance(value, ContinuousBatchingLoop):
-        raise ValueError(
-            f"loop must be 'auto', ContinuousBatchingLoop() or one of litserve.loops' SingleLoop(), BatchedLoop(), "
-            f"StreamingLoop(), BatchedStreamingLoop(), got {value!r} (LitServe's custom LitLoop subclasses, which "
-            "run over its internal queues, are not supported)"
-        )
-    if not stream:
-        raise ValueError("loop=ContinuousBatchingLoop() streams each request's outputs: pass stream=True as well")
-    return value
 
 
 def validate_workers_per_device(value: Any) -> None:

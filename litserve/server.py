@@ -26,6 +26,7 @@ from litserve.http_protocol import (
 )
 from litserve.log_format import plain_handler, pretty_handler, pretty_uvicorn_log_config, user_log_config
 from litserve.loggers import LoggerProcess, check_loggers, mounts
+from litserve.loops import resolve_loop
 from litserve.metrics import ProcessMetrics
 from litserve.middlewares import check_middlewares
 from litserve.options import (
@@ -163,7 +164,7 @@ class LitServer:
         self.api_options: List[ApiOptions] = []
         self._startup_warnings = ineffective_server_options({"fast_queue": fast_queue})
         for api in lit_apis:
-            opts = resolve_api_options(api._resolved_explicit_options(), server_given)
+            opts = resolve_loop(resolve_api_options(api._resolved_explicit_options(), server_given))
             if opts.spec is not None:
                 opts = _bind_spec(api, opts)
             _check_hooks(api, opts)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import sys
-from enum import Enum
 from typing import TYPE_CHECKING, Any, ContextManager, Optional
 
 from litserve.log_format import DEFAULT_LOG_FORMAT, configure_logging
+from litserve.status import LitAPIStatus
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -29,20 +29,6 @@ __all__ = [
     "set_trace_if_debug",
     "wrap_litserve_start",
 ]
-
-
-class LitAPIStatus(str, Enum):
-    """What an ``Output`` of a continuous-batching ``step`` means for its request.
-
-    ``OK``: an item of the response. ``FINISH_STREAMING``: the request is done; its response ends here and
-    the output's own payload is not sent (write ``Output(uid, "", LitAPIStatus.FINISH_STREAMING)`` after the
-    last item, as in LitServe). ``ERROR``: the request failed (its ``output`` is the exception or message);
-    only that request ends.
-    """
-
-    OK = "OK"
-    FINISH_STREAMING = "FINISH_STREAMING"
-    ERROR = "ERROR"
 
 
 def set_log_level(level: Any) -> None:

@@ -14,7 +14,7 @@ from litserve.llm.replies import Reply, TokenizerReply
 from litserve.llm.serving import LLMSpec
 from litserve.llm.tool_parsers import PARSERS, resolve_parser
 from litserve.loops import ContinuousBatchingLoop, Output
-from litserve.utils import LitAPIStatus
+from litserve.status import LitAPIStatus
 from litserve.workers.continuous import Encoded
 
 

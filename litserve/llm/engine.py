@@ -28,7 +28,7 @@ from litserve.llm.kv import KVManager, KVPools
 from litserve.llm.quiet import no_progress_bars
 from litserve.llm.runner import DECODE_GROUP_SIZE, IN_PLACE_MIN_BYTES, ModelRunner, PrefillSpan, StepBatch, plan_decodes
 from litserve.llm.sampler import Sampler, SampleRow
-from litserve.llm.sampling import SamplingParams
+from litserve.llm.sampling_params import SamplingParams
 from litserve.llm.scheduler import Scheduler, SequenceState
 from litserve.llm.stopping import StopSequenceFilter
 from litserve.llm.structured import GrammarConstraint, StructuredOutputs, Vocabulary

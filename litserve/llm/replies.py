@@ -21,7 +21,7 @@ from litserve.llm.requests import (
     TokenizeRequest,
     choice_seed,
 )
-from litserve.llm.sampling import SamplingParams
+from litserve.llm.sampling_params import SamplingParams
 from litserve.llm.tool_parsers import ForcedToolCalls, make_parser
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from litserve.llm.sampling import SamplingParams, StructuredSpec
+from litserve.llm.sampling_params import SamplingParams, StructuredSpec
 from litserve.llm.structured import canonical_json
 from litserve.llm.tool_parsers import forced_tool_schema
 from litserve.specs.openai_types import ChatCompletionRequest, ChatMessage, ResponseFormat, Role, StreamOptions, Tool

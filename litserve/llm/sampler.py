@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import torch
 
-from litserve.llm.sampling import SamplingParams
+from litserve.llm.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
     from litserve.llm.structured import GrammarConstraint

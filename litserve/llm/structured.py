@@ -27,7 +27,7 @@ from typing import Any, List, Optional, Sequence, Set
 
 import torch
 
-from litserve.llm.sampling import StructuredSpec
+from litserve.llm.sampling_params import StructuredSpec
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from litserve.routes import Runtime
     from litserve.transport.worker_channel import WorkerChannel
     from litserve.workers.hooks import HookRunner
-    from litserve.workers.loops import WorkerLoop
+    from litserve.workers.skeleton import WorkerLoop
 
 
 class LitSpec(codec.ErrorFormat):

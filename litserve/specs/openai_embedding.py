@@ -16,8 +16,9 @@ from litserve import codec
 from litserve.specs.base import LitSpec
 from litserve.specs.openai import add_models_routes, openai_error_body
 from litserve.specs.openai_embedding_types import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsageInfo
-from litserve.workers.loops import WorkerLoop, make_loop
 from litserve.workers.protocol import JsonProtocol
+from litserve.workers.selection import make_loop
+from litserve.workers.skeleton import WorkerLoop
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -18,8 +18,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from litserve.codec import RequestError
-from litserve.specs.openai import ChatReply
 from litserve.specs.openai_types import ChatCompletionRequest
+from litserve.specs.openai_wire import ChatCompletionReply
 
 RESPONSES_PATH = "/v1/responses"
 
@@ -133,7 +133,7 @@ def _new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
-class ResponsesReply(ChatReply):
+class ResponsesReply(ChatCompletionReply):
     """Builds the reply to one Responses request from the items its (single) choice produces."""
 
     keeps_items = True  # the final events and object repeat the whole text, so keep it while streaming

@@ -13,19 +13,18 @@ import inspect
 import logging
 from typing import Any, AsyncIterator, Dict, List, Optional, Set, Tuple
 
-from litserve import codec
+from litserve.loops import MAX_CONCURRENT_TASKS
 from litserve.transport.worker_channel import ParentGoneError, WorkItem
-from litserve.workers.loops import MAX_CONCURRENT_TASKS, HookFailedError, StreamState, WorkerLoop
+from litserve.workers.skeleton import HookLoop
 
 logger = logging.getLogger("litserve")
 
 
-class AsyncLoop(WorkerLoop):
+class AsyncLoop(HookLoop):
     """Starts a task per request (per batch when batching) as soon as it arrives."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.stream = self.runner.options.stream
         self._tasks: Dict[Tuple[int, int], asyncio.Task] = {}
         self._task_keys: Dict[asyncio.Task, List[Tuple[int, int]]] = {}
         self._watched: Set[int] = set()
@@ -51,12 +50,6 @@ class AsyncLoop(WorkerLoop):
             else:
                 for item in self.channel.take(MAX_CONCURRENT_TASKS - len(self._task_keys)):
                     self._start([item], self.work([item]))
-
-    def work(self, items: List[WorkItem]) -> Any:
-        """The coroutine that serves ``items`` (one request, or one batch)."""
-        if self.max_batch_size > 1:
-            return self.stream_batch(items) if self.stream else self.serve_batch(items)
-        return self.stream_one(items[0]) if self.stream else self.serve_one(items[0])
 
     # --- arrivals ----------------------------------------------------------------------------------
 
@@ -153,137 +146,32 @@ class AsyncLoop(WorkerLoop):
         if all(self.channel.was_cancelled(other) for other in self._task_keys.get(task, ())):
             task.cancel()
 
-    def _was_cancelled(self, item: WorkItem) -> bool:
+    # --- primitives: the hooks awaited, so other requests run while one waits ---------------------------
+
+    async def call_decode(self, payload: Any, context: dict) -> Any:
+        return await self.runner.adecode(payload, context)
+
+    async def call_batch(self, inputs: list) -> Any:
+        return await self.runner.abatch(inputs)
+
+    async def call_predict(self, x: Any, context: Any) -> Any:
+        return await self.runner.apredict(x, context)
+
+    async def call_unbatch(self, output: Any) -> list:
+        return await self.runner.aunbatch(output)
+
+    async def call_encode(self, output: Any, context: Any) -> Any:
+        return await self.runner.aencode(output, context)
+
+    def iterate(self, result: Any) -> AsyncIterator[Any]:
+        return iterate_async(result)
+
+    async def close(self, result: Any) -> None:
+        await close_async(result)
+
+    def is_cancelled(self, item: WorkItem) -> bool:
         """Whether ``item``'s cancellation has been read (the event loop reads new messages as they come)."""
         return self.channel.was_cancelled(item.key)
-
-    # --- serving -----------------------------------------------------------------------------------
-
-    async def adecode(self, item: WorkItem, context: dict) -> Any:
-        try:
-            payload = self.protocol.parse(item)
-            self.protocol.prepare_context(payload, context)
-            return await self.runner.adecode(payload, context)
-        except Exception as exc:
-            raise HookFailedError("decode_request", exc) from None
-
-    async def serve_one(self, item: WorkItem) -> None:
-        context: dict = {}
-        runner = self.runner
-        try:
-            x = await self.adecode(item, context)
-            try:
-                y = await runner.apredict(x, context)
-            except Exception as exc:
-                raise HookFailedError("predict", exc) from None
-            try:
-                reply = self.protocol.reply(await runner.aencode(y, context), context)
-            except Exception as exc:
-                raise HookFailedError("encode_response", exc) from None
-        except HookFailedError as failure:
-            reply = failure.reply(self.error_body)
-        self.channel.send_one(item, *reply, True)
-
-    async def serve_batch(self, items: List[WorkItem]) -> None:
-        live, inputs, contexts = await self._decode_each(items)
-        if not live:
-            return
-        runner = self.runner
-        try:
-            try:
-                x = await runner.abatch(inputs)
-            except Exception as exc:
-                raise HookFailedError("batch", exc) from None
-            try:
-                y = await runner.apredict(x, contexts)
-            except Exception as exc:
-                raise HookFailedError("predict", exc) from None
-            outputs = await self.unbatch_outputs(y, len(live))
-        except HookFailedError as failure:
-            reply = failure.reply(self.error_body)
-            self.channel.send([(item, *reply, True) for item in live])
-            return
-        replies = []
-        for item, output, context in zip(live, outputs, contexts):
-            try:
-                reply = self.protocol.reply(await runner.aencode(output, context), context)
-            except Exception as exc:
-                reply = codec.exception_reply(exc, "encode_response", self.error_body)
-            replies.append((item, *reply, True))
-        self.channel.send(replies)
-
-    async def stream_one(self, item: WorkItem) -> None:
-        runner = self.runner
-        state = StreamState(item)
-        context: dict = {}
-        encoded = None
-        try:
-            x = await self.adecode(item, context)
-            try:
-                encoded = await runner.aencode(await runner.apredict(x, context), context)
-                async for output in iterate_async(encoded):
-                    if self.channel.was_cancelled(item.key):
-                        state.finished = True
-                        break
-                    self.send_item(state, output)
-            except HookFailedError:
-                raise
-            except Exception as exc:
-                raise HookFailedError("predict", exc) from None
-        except HookFailedError as failure:
-            self.fail(state, failure)
-        finally:
-            await close_async(encoded)
-        self.finish([state])
-
-    async def stream_batch(self, items: List[WorkItem]) -> None:
-        live, inputs, contexts = await self._decode_each(items)
-        if not live:
-            return
-        runner = self.runner
-        states = [StreamState(item) for item in live]
-        encoded = None
-        try:
-            try:
-                x = await runner.abatch(inputs)
-                encoded = await runner.aencode(await runner.apredict(x, contexts), contexts)
-                async for batch_output in iterate_async(encoded):
-                    outputs = await self.unbatch_outputs(batch_output, len(states))
-                    if self.send_batch_items(states, outputs, self._was_cancelled):
-                        break
-            except HookFailedError:
-                raise
-            except Exception as exc:
-                raise HookFailedError("predict", exc) from None
-        except HookFailedError as failure:
-            for state in states:
-                self.fail(state, failure)
-        finally:
-            await close_async(encoded)
-        self.finish(states)
-
-    async def _decode_each(self, items: List[WorkItem]) -> tuple:
-        live, inputs, contexts = [], [], []
-        for item in items:
-            context: dict = {}
-            try:
-                inputs.append(await self.adecode(item, context))
-            except HookFailedError as failure:
-                self.channel.send_one(item, *failure.reply(self.error_body), True)
-                continue
-            live.append(item)
-            contexts.append(context)
-        return live, inputs, contexts
-
-    async def unbatch_outputs(self, output: Any, expected: int) -> list:
-        try:
-            outputs = await self.runner.aunbatch(output)
-        except Exception as exc:
-            raise HookFailedError("unbatch", exc) from None
-        if len(outputs) != expected:
-            error = RuntimeError(f"unbatch returned {len(outputs)} outputs for a batch of {expected} requests")
-            raise HookFailedError("unbatch", error)
-        return outputs
 
 
 async def iterate_async(result: Any) -> AsyncIterator[Any]:

@@ -7,11 +7,11 @@ from typing import Any, Dict, List, Optional
 
 from litserve import codec
 from litserve.loops import Output
+from litserve.status import LitAPIStatus
 from litserve.transport.worker_channel import Outgoing, WorkerChannel, WorkItem
-from litserve.utils import LitAPIStatus
 from litserve.workers.hooks import HookRunner
-from litserve.workers.loops import WorkerLoop
 from litserve.workers.protocol import JsonProtocol
+from litserve.workers.skeleton import WorkerLoop
 
 logger = logging.getLogger("litserve")
 

@@ -17,8 +17,8 @@ from litserve.metrics import WorkerMetrics
 from litserve.options import ApiOptions
 from litserve.transport.worker_channel import ParentGoneError, WorkerChannel
 from litserve.workers.callback_hooks import make_runner
-from litserve.workers.loops import make_loop
 from litserve.workers.protocol import JsonProtocol
+from litserve.workers.selection import make_loop
 
 logger = logging.getLogger("litserve")
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from litserve.llm.sampler import Sampler, SampleRow
-from litserve.llm.sampling import SamplingParams
+from litserve.llm.sampling_params import SamplingParams
 from litserve.llm.stopping import StopSequenceFilter
 
 
