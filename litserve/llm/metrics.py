@@ -1,6 +1,6 @@
 """The LLM engine's Prometheus metrics, recorded by each LLM worker and added up at ``GET /metrics``.
 
-Same mechanism as ``litserve.metrics``: each worker owns a memory-mapped file of float64 slots in the
+On ``litserve.metrics.slots``, as the server's metrics: each worker owns a memory-mapped file of float64 slots in the
 server's metrics directory (its own suffix, so the route totals never read it), written without locks or
 system calls; the scrape adds every worker's file. Exported:
 
@@ -20,17 +20,17 @@ system calls; the scrape adds every worker's file. Exported:
 
 from __future__ import annotations
 
-import mmap
 import os
-from array import array
-from bisect import bisect_left
-from typing import Any, List, Optional, Sequence
+from typing import List, Optional
+
+from litserve.metrics.exposition import histogram_buckets
+from litserve.metrics.slots import SlotFile, observe
+from litserve.metrics.slots import read_totals as read_slot_totals
 
 SUFFIX = ".llm-metrics"
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TPOT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
-_SLOT = 8
 KV_USED, KV_CAPACITY, RUNNING, WAITING, PROMPT_TOKENS, GENERATION_TOKENS = range(6)
 TTFT = 6
 TPOT = TTFT + len(TTFT_BUCKETS) + 2  # a count per bucket, +Inf, then the sum
@@ -44,18 +44,13 @@ class LLMMetrics:
     """What one LLM worker records. Without a directory the values stay in memory (metrics off)."""
 
     def __init__(self, directory: Optional[str], worker_id: int) -> None:
-        self._mapped: Optional[mmap.mmap] = None
-        if directory is None:
-            self.values = memoryview(bytearray(SLOTS * _SLOT)).cast("d")
-            return
-        fd = os.open(os.path.join(directory, f"worker-{worker_id}{SUFFIX}"), os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size < SLOTS * _SLOT:
-                os.ftruncate(fd, SLOTS * _SLOT)
-            self._mapped = mmap.mmap(fd, SLOTS * _SLOT)
-        finally:
-            os.close(fd)
-        self.values = memoryview(self._mapped).cast("d")
+        self._slots = SlotFile(SLOTS)
+        if directory is not None:
+            self._slots.open(os.path.join(directory, f"worker-{worker_id}{SUFFIX}"))
+
+    @property
+    def values(self) -> memoryview:
+        return self._slots.values
 
     def set_state(self, kv_used: int, kv_capacity: int, running: int, waiting: int) -> None:
         values = self.values
@@ -80,43 +75,21 @@ class LLMMetrics:
         self.values[GENERATION_TOKENS] += count
 
     def observe_ttft(self, seconds: float) -> None:
-        _observe(self.values, TTFT, TTFT_BUCKETS, seconds)
+        observe(self.values, TTFT, TTFT_BUCKETS, seconds)
 
     def observe_tpot(self, seconds: float) -> None:
-        _observe(self.values, TPOT, TPOT_BUCKETS, seconds)
+        observe(self.values, TPOT, TPOT_BUCKETS, seconds)
 
     def close(self) -> None:
         """The worker is stopping: its gauges no longer count (counters stay, as counters must)."""
         self.set_state(0, 0, 0, 0)
         self.values[KV_CACHED] = self.values[KV_EVICTABLE] = 0
-        if self._mapped is not None:
-            self.values.release()
-            self._mapped.close()
-            self._mapped = None
-            self.values = memoryview(bytearray(SLOTS * _SLOT)).cast("d")
-
-
-def _observe(values: Any, start: int, bounds: Sequence[float], seconds: float) -> None:
-    values[start + bisect_left(bounds, seconds)] += 1.0
-    values[start + len(bounds) + 1] += seconds
+        self._slots.close()
 
 
 def read_totals(directory: str) -> List[float]:
     """The sum, slot by slot, of every LLM worker's file in ``directory``."""
-    totals = [0.0] * SLOTS
-    for name in os.listdir(directory):
-        if not name.endswith(SUFFIX):
-            continue
-        try:
-            with open(os.path.join(directory, name), "rb") as file:
-                data = file.read(SLOTS * _SLOT)
-        except OSError:
-            continue
-        values = array("d")
-        values.frombytes(data[: len(data) - len(data) % _SLOT])
-        for i, value in enumerate(values):
-            totals[i] += value
-    return totals
+    return read_slot_totals(directory, SLOTS, SUFFIX)
 
 
 def families(directory: Optional[str]) -> list:
@@ -158,14 +131,8 @@ def families(directory: Optional[str]) -> list:
         ("litserve_llm_time_to_first_token_seconds", TTFT, TTFT_BUCKETS, "Hand-off to a worker until the first token."),
         ("litserve_llm_time_per_output_token_seconds", TPOT, TPOT_BUCKETS, "Time per token after the first."),
     ):
-        cumulative = 0.0
-        buckets = []
-        for i, bound in enumerate(bounds):
-            cumulative += totals[start + i]
-            buckets.append((repr(float(bound)), cumulative))
-        cumulative += totals[start + len(bounds)]
-        buckets.append(("+Inf", cumulative))
+        buckets, total = histogram_buckets(totals, start, bounds)
         family = HistogramMetricFamily(name, text)
-        family.add_metric([], buckets, sum_value=totals[start + len(bounds) + 1])
+        family.add_metric([], buckets, sum_value=total)
         result.append(family)
     return result
