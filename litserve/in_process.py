@@ -50,7 +50,7 @@ def started_in_process(server: LitServer) -> Iterator[LitServer]:
     fatal: List[str] = []
     api_key = auth.api_key_from_env()
     server._runtime.authenticate = auth.api_key_checker(api_key) if api_key else None
-    server._process_state.api_server = 0
+    server._runtime.api_server = 0
     if server._observer is not None:
         server._observer.share_counts(1)
         server._observer.api_server = 0
@@ -80,7 +80,7 @@ def started_in_process(server: LitServer) -> Iterator[LitServer]:
     finally:
         if supervisor is not None:
             supervisor.stop()
-        for listener in server._process_state.listeners:
+        for listener in server._runtime.listeners:
             listener.close()
         if metrics is not None:
             metrics.close()

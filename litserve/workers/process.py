@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 from litserve.api import LitAPI, request_annotation
 from litserve.callbacks import EventTypes
-from litserve.log_format import plain_handler, pretty_handler
+from litserve.log_format import configure_default_logging
 from litserve.loggers import LogSink
 from litserve.metrics import WorkerMetrics
 from litserve.options import ApiOptions
@@ -67,7 +67,7 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     if spec.log_config is not None:
         spec.log_config.apply()
     else:
-        _configure_logging(spec.log_level, spec.pretty_logs)
+        configure_default_logging(spec.log_level, spec.pretty_logs, prefix="[litserve worker] ")
     parent = multiprocessing.parent_process()
     metrics = WorkerMetrics(spec.metrics_dir, spec.worker_id, spec.api_index) if spec.metrics_dir else None
     channel = WorkerChannel(spec.api_inboxes, parent.sentinel if parent else None, metrics)
@@ -109,10 +109,3 @@ class WorkerStopped(SystemExit):
 def _exit_quietly(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the exit itself
     raise WorkerStopped(0)
-
-
-def _configure_logging(level: str, pretty: bool = False) -> None:
-    root = logging.getLogger("litserve")
-    if not root.handlers:
-        root.addHandler((pretty_handler if pretty else plain_handler)("[litserve worker] "))
-    root.setLevel(level.upper())
