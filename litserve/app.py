@@ -2,27 +2,29 @@
 
 # No ``from __future__ import annotations`` here: FastAPI must see the real request model in annotations.
 import contextlib
-import socket
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, AsyncContextManager, AsyncIterator, Dict, List, Optional, Sequence
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel
 from starlette.responses import Response
 
+from litserve import admin
 from litserve.api import LitAPI, request_annotation, response_annotation
 from litserve.auth import ApiKeyLayer
 from litserve.codec import PLAIN_ERRORS, ErrorFormat
-from litserve.metrics import ProcessMetrics, metrics_route
+from litserve.config import LIVENESS_PATH, ServerConfig
+from litserve.loggers import mounts
+from litserve.metrics import metrics_route
 from litserve.options import ApiOptions
 from litserve.request_callbacks import ObservedPredictEndpoint, RequestObserver
+from litserve.request_example import pydantic_model
 from litserve.routes import PredictEndpoint, Runtime
 from litserve.transport.dispatcher import Dispatcher
-from litserve.workers.loops import requests_run_at_once
+
+__all__ = ["LIVENESS_PATH", "STREAM_ALIAS_PATH", "ApiRoutes", "LitApp", "Lifespan", "build_app"]
 
 STREAM_ALIAS_PATH = "/stream-predict"
-# Liveness: 200 while the API process's event loop runs, whatever the workers do (``/health`` is readiness).
-LIVENESS_PATH = "/livez"
 
 
 class LitApp:
@@ -52,67 +54,90 @@ class _EndpointResponse(Response):
         await self.endpoint(scope, receive, send)
 
 
-class ServerProcessState:
-    """What one API process needs at start-up to reach the workers."""
+class Lifespan:
+    """An API process's start-up and shutdown, as FastAPI's ``lifespan``: connect to the workers (the
+    dispatcher), open this process's metrics and run the MCP endpoint while the process serves."""
 
-    def __init__(self) -> None:
-        self.api_server = 0
-        self.listeners: List[socket.socket] = []  # one per API process, bound before any process starts
-        self.route_workers: List[List[int]] = []
-        self.metrics: Optional[ProcessMetrics] = None
-        self.draining = False  # shutting down: finishing in-flight requests, not ready for new ones
+    def __init__(self, config: ServerConfig, runtime: Runtime) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.mcp_endpoint: Any = None  # set once the routes are known: it serves through them
+
+    def __call__(self, app: FastAPI) -> AsyncContextManager[None]:
+        return self._serving()
+
+    @contextlib.asynccontextmanager
+    async def _serving(self) -> AsyncIterator[None]:
+        runtime, metrics = self.runtime, self.runtime.metrics
+        dispatcher = Dispatcher(
+            runtime.api_server,
+            runtime.route_workers,
+            queue_limits=[self.config.max_queue_size] * len(self.config.api_options),
+            run_at_once=list(self.config.run_at_once),
+            count_held=metrics.add_held if metrics is not None else None,
+        )
+        await dispatcher.start(runtime.listeners[runtime.api_server])
+        runtime.dispatcher = dispatcher
+        if metrics is not None:
+            metrics.open_api_process(runtime.api_server, sum(len(route) for route in runtime.route_workers))
+        try:
+            async with self.mcp_endpoint.running() if self.mcp_endpoint is not None else contextlib.nullcontext():
+                yield
+        finally:
+            if metrics is not None:
+                metrics.close()
+            dispatcher.stop()
 
 
-def build_app(
-    lit_apis: List[LitAPI],
-    options: List[ApiOptions],
-    runtime: Runtime,
-    process_state: ServerProcessState,
-    timeout: Optional[float],
-    max_payload_size: Optional[int],
-    max_queue_size: Optional[int],
-    healthcheck_path: str,
-    info_path: str,
-    info: Dict[str, Any],
-    metrics_path: Optional[str] = None,
-    observer: Optional[RequestObserver] = None,
-    disable_openapi_url: bool = False,
-    self_checked_paths: Sequence[str] = (),
-) -> tuple:
+@dataclass
+class ApiRoutes:
+    """The routes of the LitAPIs: ``fast`` ones served ahead of FastAPI, the rest registered on it."""
+
+    fast: Dict[str, Any] = field(default_factory=dict)
+    authorized_paths: List[str] = field(default_factory=list)  # a LitAPI's own ``authorize`` checks these
+    error_bodies: List[Any] = field(default_factory=list)  # (path prefix, error body) of specs' routes
+
+
+def build_app(config: ServerConfig, runtime: Runtime, observer: Optional[RequestObserver] = None) -> tuple:
     """Returns (FastAPI app, the ASGI app to serve). Routes are registered on the FastAPI app so they appear in
     ``/docs``; the API key guards everything the served app reaches, routes added to the FastAPI app later too.
     """
+    lifespan = Lifespan(config, runtime)
+    app = FastAPI(
+        title="litserve", lifespan=lifespan, openapi_url=None if config.disable_openapi_url else "/openapi.json"
+    )
+    routes = add_api_routes(app, config, runtime, observer)
+    add_server_routes(app, config, runtime)
+    # Paths whose endpoints check the API key themselves (MCP tool calls go through them, so it does not);
+    # the shutdown API checks its own key (LIT_SHUTDOWN_API_KEY).
+    shutdown_paths = [config.shutdown_path] if config.shutdown_path is not None else []
+    self_checked_paths = [*shutdown_paths, *routes.fast, *routes.authorized_paths]
+    lifespan.mcp_endpoint = _mcp_endpoint(config, routes.fast)
+    lit_app = LitApp(app, routes.fast)
+    if lifespan.mcp_endpoint is not None:
+        lifespan.mcp_endpoint.app = lit_app  # tool calls go through the API's own route
+    served = ApiKeyLayer(
+        lit_app,
+        runtime,
+        open_paths=[config.healthcheck_path, LIVENESS_PATH, *_public_paths(config.api_options)],
+        self_checked_paths=self_checked_paths,
+        error_bodies=routes.error_bodies,
+    )
+    if config.shutdown_path is not None:
+        admin.add_shutdown_route(app, config.shutdown_path, config.shutdown_api_key, lambda: runtime.main_pid)
+    admin.mount_apps(app, mounts(config.loggers))
+    return app, served
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> Any:
-        dispatcher = Dispatcher(
-            process_state.api_server,
-            process_state.route_workers,
-            queue_limits=[max_queue_size] * len(options),
-            run_at_once=[requests_run_at_once(lit_api, opts) for lit_api, opts in zip(lit_apis, options)],
-            count_held=process_state.metrics.add_held if process_state.metrics is not None else None,
-        )
-        await dispatcher.start(process_state.listeners[process_state.api_server])
-        runtime.dispatcher = dispatcher
-        if process_state.metrics is not None:
-            workers = sum(len(route) for route in process_state.route_workers)
-            process_state.metrics.open_api_process(process_state.api_server, workers)
-        try:
-            async with mcp_endpoint.running() if mcp_endpoint is not None else contextlib.nullcontext():
-                yield
-        finally:
-            if process_state.metrics is not None:
-                process_state.metrics.close()
-            dispatcher.stop()
 
-    app = FastAPI(title="litserve", lifespan=lifespan, openapi_url=None if disable_openapi_url else "/openapi.json")
-    fast_routes: Dict[str, PredictEndpoint] = {}
+def add_api_routes(
+    app: FastAPI, config: ServerConfig, runtime: Runtime, observer: Optional[RequestObserver] = None
+) -> ApiRoutes:
+    """Add each LitAPI's routes (its ``api_path``, or its spec's paths) to ``app``; returns where they went."""
+    routes = ApiRoutes()
     # Only a server with request callbacks (or request tracking) pays for them.
     endpoint_class = PredictEndpoint if observer is None else ObservedPredictEndpoint.observed_by(observer)
-    authorized_paths: List[str] = []  # a LitAPI's own ``authorize`` checks these
-    error_bodies = []
-
-    for route, (lit_api, opts) in enumerate(zip(lit_apis, options)):
+    lit_apis = list(config.lit_apis)
+    for route, (lit_api, opts) in enumerate(zip(lit_apis, config.api_options)):
         spec = opts.spec
         # A LitAPI's own ``authorize`` replaces the API-key check.
         authorize = getattr(lit_api, "authorize", None)
@@ -124,51 +149,47 @@ def build_app(
         def make_endpoint(path: str = "", route: int = route, options: dict = endpoint_options, spec=spec) -> Any:
             error_format = spec.error_format_for(path) if spec is not None and path else _error_format(spec)
             endpoint = endpoint_class(
-                route,
-                runtime,
-                timeout,
-                max_payload_size,
-                error_format=error_format,
-                path=path,
-                **options,
+                route, runtime, config.timeout, config.max_payload_size, error_format=error_format, path=path, **options
             )
-            if process_state.metrics is not None:
-                endpoint = process_state.metrics.instrument(route, endpoint)
+            if runtime.metrics is not None:
+                endpoint = runtime.metrics.instrument(route, endpoint)
             return endpoint
 
         paths = list(spec.api_paths) if spec is not None else [opts.api_path]
         if spec is None and opts.stream and opts.api_path == "/predict":
             paths.append(STREAM_ALIAS_PATH)
         for path in paths:
-            endpoint = make_endpoint(path)
-            if authorize is not None:
-                _add_authorized_route(app, path, endpoint, authorize)
-                authorized_paths.append(path)
-            else:
-                fast_routes[path] = endpoint
+            _add_route(app, routes, path, make_endpoint(path), authorize)
+            if authorize is None:
                 _add_documented_route(app, path, lit_api, spec)
         for path in spec.extra_routes if spec is not None else []:
-            if path in fast_routes or any(getattr(r, "path", None) == path for r in app.routes):
+            if path in routes.fast or any(getattr(r, "path", None) == path for r in app.routes):
                 continue  # several APIs with this spec: the first one serves the extra path
-            if authorize is not None:
-                _add_authorized_route(app, path, make_endpoint(path), authorize)
-            else:
-                fast_routes[path] = make_endpoint(path)
+            _add_route(app, routes, path, make_endpoint(path), authorize)
         if spec is not None:
             spec.add_routes(app, runtime, lit_apis)
             if opts.api_path.startswith("/v1/"):
-                error_bodies.append(("/v1/", spec.error_body))
+                routes.error_bodies.append(("/v1/", spec.error_body))
+    return routes
 
-    @app.get(healthcheck_path, include_in_schema=False)
+
+def add_server_routes(app: FastAPI, config: ServerConfig, runtime: Runtime) -> None:
+    """The server's own routes: readiness (``healthcheck_path``), liveness, ``/``, metrics and ``info_path``."""
+    lit_apis = config.lit_apis
+
+    @app.get(config.healthcheck_path, include_in_schema=False)
     async def health() -> Response:
         dispatcher = runtime.dispatcher
-        if process_state.draining:
+        if runtime.draining:
             return PlainTextResponse("shutting down", status_code=503)
         if dispatcher is not None and dispatcher.all_workers_ready() and all(api.health() for api in lit_apis):
             return PlainTextResponse("ok")
         return PlainTextResponse("not ready", status_code=503)
 
-    if all(opts.api_path != "/" for opts in options) and not any(getattr(r, "path", None) == "/" for r in app.routes):
+    api_options = config.api_options
+    if all(opts.api_path != "/" for opts in api_options) and not any(
+        getattr(r, "path", None) == "/" for r in app.routes
+    ):
 
         @app.get("/", include_in_schema=False)
         async def index() -> Response:
@@ -178,45 +199,40 @@ def build_app(
     async def liveness() -> Response:
         return PlainTextResponse("alive")
 
-    if metrics_path is not None and process_state.metrics is not None:
-        paths = [opts.api_path for opts in options]
-        extra = [opts.spec.metric_families for opts in options if opts.spec is not None]
-        serve_metrics = metrics_route(paths, process_state.metrics, runtime, extra)
-        app.add_route(metrics_path, serve_metrics, methods=["GET"], include_in_schema=False)
+    if config.metrics_path is not None and runtime.metrics is not None:
+        paths = [opts.api_path for opts in api_options]
+        extra = [opts.spec.metric_families for opts in api_options if opts.spec is not None]
+        serve_metrics = metrics_route(paths, runtime.metrics, runtime, extra)
+        app.add_route(config.metrics_path, serve_metrics, methods=["GET"], include_in_schema=False)
 
-    @app.get(info_path, include_in_schema=False)
+    info = config.info()
+
+    @app.get(config.info_path, include_in_schema=False)
     async def server_info() -> Response:
         return JSONResponse(info)
 
-    # Paths whose endpoints check the API key themselves (MCP tool calls go through them, so it does not).
-    self_checked_paths = [*self_checked_paths, *fast_routes, *authorized_paths]
-    mcp_endpoint = _mcp_endpoint(lit_apis, options, fast_routes)
-    lit_app = LitApp(app, fast_routes)
-    if mcp_endpoint is not None:
-        mcp_endpoint.app = lit_app  # tool calls go through the API's own route
-    served = ApiKeyLayer(
-        lit_app,
-        runtime,
-        open_paths=[healthcheck_path, LIVENESS_PATH, *_public_paths(options)],
-        self_checked_paths=self_checked_paths,
-        error_bodies=error_bodies,
-    )
-    return app, served
+
+def _add_route(app: FastAPI, routes: ApiRoutes, path: str, endpoint: Any, authorize: Any) -> None:
+    if authorize is not None:
+        _add_authorized_route(app, path, endpoint, authorize)
+        routes.authorized_paths.append(path)
+    else:
+        routes.fast[path] = endpoint
 
 
-def _mcp_endpoint(lit_apis: List[LitAPI], options: List[ApiOptions], fast_routes: Dict[str, Any]) -> Any:
+def _mcp_endpoint(config: ServerConfig, fast_routes: Dict[str, Any]) -> Any:
     """The ``/mcp/`` endpoint when some API has ``mcp=MCP(...)``, else None."""
-    if all(getattr(api, "mcp", None) is None for api in lit_apis):
+    if all(getattr(api, "mcp", None) is None for api in config.lit_apis):
         return None
     from litserve.mcp import MCP_PATHS, McpEndpoint, collect_tools
 
-    endpoint = McpEndpoint(collect_tools(lit_apis, [opts.api_path for opts in options]))
+    endpoint = McpEndpoint(collect_tools(list(config.lit_apis), [opts.api_path for opts in config.api_options]))
     for path in MCP_PATHS:
         fast_routes[path] = endpoint
     return endpoint
 
 
-def _public_paths(options: List[ApiOptions]) -> List[str]:
+def _public_paths(options: Sequence[ApiOptions]) -> List[str]:
     """Paths specs serve without the API key (static pages that hold no data)."""
     return [path for opts in options if opts.spec is not None for path in getattr(opts.spec, "public_paths", [])]
 
@@ -231,8 +247,8 @@ def _add_documented_route(app: FastAPI, path: str, lit_api: LitAPI, spec: Any) -
     if spec is not None:
         request_model, response_model = spec.request_model_for(path), None
     else:
-        request_model = _pydantic_model(request_annotation(lit_api))
-        response_model = _pydantic_model(response_annotation(lit_api))
+        request_model = pydantic_model(request_annotation(lit_api))
+        response_model = pydantic_model(response_annotation(lit_api))
 
     if request_model is not None:
 
@@ -263,9 +279,3 @@ def _add_authorized_route(app: FastAPI, path: str, endpoint: PredictEndpoint, au
         return _EndpointResponse(endpoint)
 
     app.add_api_route(path, authorized, methods=["POST"], dependencies=[Depends(authorize)])
-
-
-def _pydantic_model(annotation: Any) -> Optional[type]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None

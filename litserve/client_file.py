@@ -98,8 +98,7 @@ def client_source(port: int, lit_api: Any, options: Any) -> str:
 
 
 def _plain_body(lit_api: Any) -> Any:
-    from litserve.request_example import example_body
-    from litserve.workers.process import pydantic_request_model
+    from litserve.request_example import example_body, pydantic_request_model
 
     model = pydantic_request_model(lit_api)
     return example_body(model) if model is not None else {"input": 4.0}

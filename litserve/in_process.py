@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any, Iterator, List
+from typing import Any, Iterator, List
 
 from litserve import auth
 from litserve.callbacks import EventTypes
@@ -17,9 +17,6 @@ from litserve.loggers import LoggerProcess
 from litserve.metrics import ProcessMetrics
 from litserve.supervisor import Supervisor
 from litserve.transport.messages import Endpoints
-
-if TYPE_CHECKING:
-    from litserve.server import LitServer
 
 logger = logging.getLogger("litserve")
 
@@ -42,7 +39,7 @@ class ServeThrough:
 
 
 @contextlib.contextmanager
-def started_in_process(server: LitServer) -> Iterator[LitServer]:
+def started_in_process(server: Any) -> Iterator[Any]:
     """Start ``server``'s workers for the block (waiting for their ``setup``); stop them after it.
 
     Raises ``RuntimeError`` if a worker's ``setup`` fails (its traceback is in the log).
@@ -50,7 +47,7 @@ def started_in_process(server: LitServer) -> Iterator[LitServer]:
     fatal: List[str] = []
     api_key = auth.api_key_from_env()
     server._runtime.authenticate = auth.api_key_checker(api_key) if api_key else None
-    server._process_state.api_server = 0
+    server._runtime.api_server = 0
     if server._observer is not None:
         server._observer.share_counts(1)
         server._observer.api_server = 0
@@ -80,7 +77,7 @@ def started_in_process(server: LitServer) -> Iterator[LitServer]:
     finally:
         if supervisor is not None:
             supervisor.stop()
-        for listener in server._process_state.listeners:
+        for listener in server._runtime.listeners:
             listener.close()
         if metrics is not None:
             metrics.close()
@@ -91,13 +88,13 @@ def started_in_process(server: LitServer) -> Iterator[LitServer]:
             server._callbacks.trigger_event(EventTypes.ON_SERVER_END.value, litserver=server)
 
 
-def _add_serve_through(server: LitServer) -> None:
+def _add_serve_through(server: Any) -> None:
     app = server.app
     app.middleware_stack = None  # rebuilt with this middleware when the test client starts the app
     app.add_middleware(ServeThrough, served=server._asgi_app())
 
 
-def _remove_serve_through(server: LitServer) -> None:
+def _remove_serve_through(server: Any) -> None:
     app = server.app
     app.user_middleware = [middleware for middleware in app.user_middleware if middleware.cls is not ServeThrough]
     app.middleware_stack = None

@@ -98,6 +98,19 @@ def configure_logging(
     _user_config = config
 
 
+def configure_default_logging(level: str, pretty: bool = False, prefix: str = "") -> None:
+    """litserve's own set-up of its logger in one of its processes (workers pass a ``prefix``): one plain (or,
+    with ``pretty``, rich) handler at ``level``. A logger the user set up with ``configure_logging`` is left
+    as the user configured it."""
+    if _user_config is not None:
+        return
+    library_logger = logging.getLogger("litserve")
+    if not library_logger.handlers:
+        library_logger.addHandler((pretty_handler if pretty else plain_handler)(prefix))
+        library_logger.propagate = False
+    library_logger.setLevel(level.upper())
+
+
 def user_log_config() -> Optional[LogConfig]:
     """The configuration ``configure_logging`` set in this process, if it was called."""
     return _user_config

@@ -80,23 +80,18 @@ def resolve_api_options(explicit: dict, server_given: dict) -> ApiOptions:
 
 
 def validate_max_batch_size(value: Any) -> None:
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"max_batch_size must be an integer >= 1, got {value!r}")
 
 
 def validate_batch_timeout(value: Any) -> None:
-    if not _is_number(value) or value < 0:
+    if not is_number(value) or value < 0:
         raise ValueError(f"batch_timeout must be a number of seconds >= 0, got {value!r}")
 
 
 def validate_api_path(value: Any, name: str) -> None:
     if not isinstance(value, str) or not value.startswith("/"):
         raise ValueError(f"{name} must be a URL path starting with '/', got {value!r}")
-
-
-def validate_workers_per_device(value: Any) -> None:
-    if not _is_int(value) or value < 1:
-        raise ValueError(f"workers_per_device must be an integer >= 1, got {value!r}")
 
 
 def resolve_workers_per_device(value: Any, api_paths: List[str]) -> List[int]:
@@ -121,7 +116,7 @@ def resolve_workers_per_device(value: Any, api_paths: List[str]) -> List[int]:
     else:
         counts = [value] * len(api_paths)
     for count in counts:
-        if not _is_int(count) or count < 1:
+        if not is_int(count) or count < 1:
             raise ValueError(f"workers_per_device values must be integers >= 1, got {count!r}")
     return [int(count) for count in counts]
 
@@ -134,18 +129,18 @@ def validate_accelerator(value: Any) -> None:
 def validate_devices(value: Any) -> None:
     if value == "auto":
         return
-    if _is_int(value) and value >= 1:
+    if is_int(value) and value >= 1:
         return
-    if isinstance(value, (list, tuple)) and value and all(_is_int(d) and d >= 0 for d in value):
+    if isinstance(value, (list, tuple)) and value and all(is_int(d) and d >= 0 for d in value):
         return
     raise ValueError(f"devices must be 'auto', an integer >= 1 or a non-empty list of device ids, got {value!r}")
 
 
 def resolve_timeout(value: Any) -> Optional[float]:
     """Seconds after arrival before a request gets 504, or None when disabled (False or -1)."""
-    if value is False or value is None or (_is_number(value) and value == -1):
+    if value is False or value is None or (is_number(value) and value == -1):
         return None
-    if not _is_number(value) or value <= 0:
+    if not is_number(value) or value <= 0:
         raise ValueError(f"timeout must be a positive number of seconds, or False/-1 to disable, got {value!r}")
     return float(value)
 
@@ -156,7 +151,7 @@ def resolve_max_payload_size(value: Any) -> Optional[int]:
         return None
     if isinstance(value, str):
         value = _parse_size(value)
-    if not _is_int(value) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise ValueError(f"max_payload_size must be a positive number of bytes (or '10MB'), got {value!r}")
     return int(value)
 
@@ -165,14 +160,14 @@ def resolve_max_queue_size(value: Any) -> Optional[int]:
     """Most requests of one API waiting for a worker in each API process, or None for no limit."""
     if value is None:
         return None
-    if not _is_int(value) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"max_queue_size must be an integer >= 1, or None for no limit, got {value!r}")
     return int(value)
 
 
 def resolve_shutdown_timeout(value: Any) -> float:
     """Seconds that in-flight requests get to finish after SIGTERM or Ctrl-C."""
-    if not _is_number(value) or value < 0:
+    if not is_number(value) or value < 0:
         raise ValueError(f"shutdown_timeout must be a number of seconds >= 0, got {value!r}")
     return float(value)
 
@@ -198,9 +193,11 @@ def _validate_bool(value: Any, name: str) -> None:
         raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An integer, but not a bool (``True`` is an ``int`` to Python, never a count to a user)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+def is_number(value: Any) -> bool:
+    """A real number, but not a bool nor NaN."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value

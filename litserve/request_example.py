@@ -1,10 +1,26 @@
-"""An example JSON body for a pydantic request model, built from its JSON schema."""
+"""A LitAPI's pydantic request model, and an example JSON body for it built from its JSON schema."""
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from litserve.api import request_annotation
+
 _PLACEHOLDERS = {"string": "text", "integer": 1, "number": 1.0, "boolean": True, "null": None}
+
+
+def pydantic_model(annotation: Any) -> Optional[type]:
+    """``annotation`` when it is a pydantic model class, else None."""
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def pydantic_request_model(lit_api: Any) -> Optional[type]:
+    """The pydantic model that request bodies are validated against, if ``decode_request`` names one."""
+    return pydantic_model(request_annotation(lit_api))
 
 
 def example_body(model: type) -> Dict[str, Any]:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import pickle
+import socket
 import time
 from typing import Any, Callable, List, Optional, Tuple
 
@@ -44,9 +45,17 @@ class PayloadTooLargeError(Exception):
 
 
 class Runtime:
-    """Per-process state the endpoints share, filled in when the API process starts."""
+    """What one API process holds at run time, shared by its routes: how to reach the workers, whether it is
+    draining, how to check API keys. Set up by the main process before the API processes start, and by each
+    API process's lifespan (``dispatcher``) when it starts."""
 
     def __init__(self) -> None:
+        self.api_server = 0  # this API process's index
+        self.main_pid = os.getpid()  # the process that runs the supervisor (``run()`` sets it again)
+        self.listeners: List[socket.socket] = []  # one per API process, bound before any process starts
+        self.route_workers: List[List[int]] = []  # worker ids of each API
+        self.metrics: Any = None  # the process's ``ProcessMetrics``, when metrics are on
+        self.draining = False  # shutting down: finishing in-flight requests, not ready for new ones
         self.dispatcher: Optional[Dispatcher] = None
         self.authenticate: Optional[Callable[[List[Tuple[bytes, bytes]]], bool]] = None
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import multiprocessing
 import os
@@ -12,42 +10,30 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from litserve import admin, auth, lifecycle
-from litserve.api import LitAPI, is_async_hook, is_generator_hook
-from litserve.app import LIVENESS_PATH, ServerProcessState, build_app
-from litserve.callbacks import EventTypes, callback_runner
+from litserve import auth, lifecycle
+from litserve.api import LitAPI
+from litserve.app import build_app
+from litserve.callbacks import EventTypes
 from litserve.client_file import write_client_file
-from litserve.devices import resolve_accelerator, resolve_devices
+from litserve.config import ServerConfig
 from litserve.http_protocol import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
     guarded_protocol,
-    resolve_client_timeout,
 )
-from litserve.log_format import plain_handler, pretty_handler, pretty_uvicorn_log_config, user_log_config
-from litserve.loggers import LoggerProcess, check_loggers, mounts
-from litserve.loops import resolve_loop
+from litserve.log_format import configure_default_logging, pretty_uvicorn_log_config, user_log_config
+from litserve.loggers import LoggerProcess
 from litserve.metrics import ProcessMetrics
-from litserve.middlewares import check_middlewares
 from litserve.options import (
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     DEFAULT_TIMEOUT,
     UNSET,
     ApiOptions,
-    resolve_api_options,
-    resolve_max_payload_size,
-    resolve_max_queue_size,
-    resolve_shutdown_timeout,
-    resolve_timeout,
-    resolve_workers_per_device,
-    validate_accelerator,
-    validate_api_path,
-    validate_devices,
 )
 from litserve.request_callbacks import RequestObserver
 from litserve.routes import Runtime
-from litserve.startup_warnings import ineffective_run_options, ineffective_server_options, near_miss_hooks
+from litserve.startup_warnings import ineffective_run_options
 from litserve.supervisor import Supervisor
 from litserve.transport.messages import Endpoints
 from litserve.uvicorn_server import UvicornServer
@@ -132,107 +118,41 @@ class LitServer:
         request_header_timeout: Optional[float] = DEFAULT_HEADER_TIMEOUT_S,
         request_body_timeout: Optional[float] = DEFAULT_BODY_TIMEOUT_S,
     ) -> None:
-        lit_apis = list(lit_api) if isinstance(lit_api, (list, tuple)) else [lit_api]
-        if not lit_apis or not all(isinstance(api, LitAPI) for api in lit_apis):
-            raise ValueError("lit_api must be a LitAPI instance or a non-empty list of them")
-        validate_accelerator(accelerator)
-        validate_devices(devices)
-        validate_api_path(healthcheck_path, "healthcheck_path")
-        validate_api_path(info_path, "info_path")
-        if api_path is not None:
-            validate_api_path(api_path, "api_path")
-        if metrics_path is not None:
-            validate_api_path(metrics_path, "metrics_path")
-        self._callbacks = callback_runner(callbacks)
-        self._loggers = check_loggers(loggers)
-        self._shutdown_api_key = admin.shutdown_api_key() if enable_shutdown_api else None
-        if enable_shutdown_api:
-            validate_api_path(shutdown_path, "shutdown_path")
-        _check_json_serializable(model_metadata)
-        if not isinstance(restart_workers, bool):
-            raise ValueError(f"restart_workers must be True or False, got {restart_workers!r}")
-
-        server_given = {
-            "max_batch_size": max_batch_size,
-            "batch_timeout": batch_timeout,
-            "stream": stream,
-            "spec": spec,
-            "api_path": api_path,
-            "loop": UNSET if loop == "auto" else loop,
-        }
-        self.lit_apis = lit_apis
-        self.api_options: List[ApiOptions] = []
-        self._startup_warnings = ineffective_server_options({"fast_queue": fast_queue})
-        for api in lit_apis:
-            opts = resolve_loop(resolve_api_options(api._resolved_explicit_options(), server_given))
-            if opts.spec is not None:
-                opts = _bind_spec(api, opts)
-            _check_hooks(api, opts)
-            self._startup_warnings.extend(near_miss_hooks(api))
-            for name in ("max_batch_size", "batch_timeout", "api_path", "stream", "spec", "enable_async"):
-                setattr(api, name, getattr(opts, name))
-            self.api_options.append(opts)
-        server_paths = [(healthcheck_path, "healthcheck_path"), (info_path, "info_path")]
-        server_paths.append((LIVENESS_PATH, "the liveness check"))
-        if metrics_path is not None:
-            server_paths.append((metrics_path, "metrics_path"))
-        if enable_shutdown_api:
-            server_paths.append((shutdown_path, "shutdown_path"))
-        server_paths.extend((path, "a logger's mount") for path, _ in mounts(self._loggers))
-        _check_unique_paths(self.api_options, server_paths)
-
-        self.accelerator = resolve_accelerator(accelerator)
-        self.devices = resolve_devices(self.accelerator, devices)
-        self.workers_per_device = workers_per_device
-        self._workers_per_api = resolve_workers_per_device(workers_per_device, [o.api_path for o in self.api_options])
-        self.timeout = resolve_timeout(timeout)
-        _check_batch_timeout_within_timeout(self.api_options, self.timeout)
-        self.max_payload_size = resolve_max_payload_size(max_payload_size)
-        self.healthcheck_path = healthcheck_path
-        self.info_path = info_path
-        self.model_metadata = model_metadata
-        self.restart_workers = restart_workers
-        self.max_queue_size = resolve_max_queue_size(max_queue_size)
-        self.shutdown_timeout = resolve_shutdown_timeout(shutdown_timeout)
-        self.metrics_path = metrics_path
-        self.middlewares = check_middlewares(middlewares)
-        self.enable_shutdown_api = enable_shutdown_api
-        self.shutdown_path = shutdown_path
-        self.disable_openapi_url = disable_openapi_url
-        self.track_requests = track_requests
-        self.request_header_timeout = resolve_client_timeout(request_header_timeout, "request_header_timeout")
-        self.request_body_timeout = resolve_client_timeout(request_body_timeout, "request_body_timeout")
-
+        self.config = ServerConfig.create(
+            lit_api, accelerator=accelerator, devices=devices, workers_per_device=workers_per_device,
+            timeout=timeout, max_batch_size=max_batch_size, batch_timeout=batch_timeout, stream=stream, spec=spec,
+            api_path=api_path, healthcheck_path=healthcheck_path, info_path=info_path, model_metadata=model_metadata,
+            max_payload_size=max_payload_size, middlewares=middlewares, restart_workers=restart_workers,
+            max_queue_size=max_queue_size, shutdown_timeout=shutdown_timeout, metrics_path=metrics_path, loop=loop,
+            callbacks=callbacks, loggers=loggers, fast_queue=fast_queue, track_requests=track_requests,
+            enable_shutdown_api=enable_shutdown_api, shutdown_path=shutdown_path,
+            disable_openapi_url=disable_openapi_url, request_header_timeout=request_header_timeout,
+            request_body_timeout=request_body_timeout,
+        )  # fmt: skip
+        config = self.config
+        self.lit_apis = list(config.lit_apis)
+        self.api_options: List[ApiOptions] = list(config.api_options)
+        self.middlewares = list(config.middlewares)
+        self._callbacks = config.callbacks
+        self._loggers = list(config.loggers)
+        self._startup_warnings = list(config.startup_warnings)
+        self._workers_per_api = list(config.workers_per_api)
         self._pretty_logs = False  # run(pretty_logs=True) sets it
         self._runtime = Runtime()
-        self._process_state = ServerProcessState()
-        self._main_pid = os.getpid()
         self._early_signals: Optional[lifecycle.EarlySignals] = None  # while run() runs
         self._observer = None
-        if self._callbacks is not None or track_requests:
-            self._observer = RequestObserver(self._callbacks, self, track_requests)
-        if metrics_path is not None:
-            self._process_state.metrics = ProcessMetrics(len(lit_apis))
-        self.app, self._lit_app = build_app(
-            lit_apis,
-            self.api_options,
-            self._runtime,
-            self._process_state,
-            timeout=self.timeout,
-            max_payload_size=self.max_payload_size,
-            max_queue_size=self.max_queue_size,
-            healthcheck_path=healthcheck_path,
-            info_path=info_path,
-            info=self._info(),
-            metrics_path=metrics_path,
-            observer=self._observer,
-            disable_openapi_url=disable_openapi_url,
-            # The shutdown API checks its own key (LIT_SHUTDOWN_API_KEY).
-            self_checked_paths=[shutdown_path] if enable_shutdown_api else [],
-        )
-        if enable_shutdown_api:
-            admin.add_shutdown_route(self.app, shutdown_path, self._shutdown_api_key, lambda: self._main_pid)
-        admin.mount_apps(self.app, mounts(self._loggers))
+        if config.callbacks is not None or config.track_requests:
+            self._observer = RequestObserver(config.callbacks, self, config.track_requests)
+        if config.metrics_path is not None:
+            self._runtime.metrics = ProcessMetrics(len(config.lit_apis))
+        self.app, self._lit_app = build_app(config, self._runtime, self._observer)
+
+    def __getattr__(self, name: str) -> Any:
+        # LitServe-compatible attributes (``server.timeout``, ``server.devices``, ...) read the config.
+        config = self.__dict__.get("config")
+        if config is not None and not name.startswith("_") and name in ServerConfig.__dataclass_fields__:
+            return getattr(config, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def active_requests(self) -> Optional[int]:
@@ -290,7 +210,7 @@ class LitServer:
         uvicorn_options: Dict[str, Any],
         started_at: float,
     ) -> None:
-        _configure_logging(log_level, self._pretty_logs)
+        configure_default_logging(log_level, self._pretty_logs)
         for warning in [*self._startup_warnings, *ineffective_run_options(api_server_worker_type, uvicorn_options)]:
             logger.warning(warning)
         api_key = auth.api_key_from_env()
@@ -299,7 +219,7 @@ class LitServer:
             write_client_file(port, self.lit_apis, self.api_options)
 
         sock = lifecycle.listen(host, port, uvicorn_options)  # exits with a clear line if the port is taken
-        self._main_pid = os.getpid()
+        self._runtime.main_pid = os.getpid()
         if self._observer is not None:
             self._observer.share_counts(num_api_servers)
         if self._callbacks is not None:
@@ -336,10 +256,10 @@ class LitServer:
     ) -> Tuple[List[str], List[WorkerSpec], Optional[str]]:
         """Bind the API processes' inboxes and describe every worker: (inboxes, worker specs, metrics dir)."""
         inboxes = [endpoints.api_inbox(i) for i in range(num_api_servers)]
-        self._process_state.listeners = endpoints.listen(num_api_servers)
+        self._runtime.listeners = endpoints.listen(num_api_servers)
         metrics_dir = self._metrics_dir(endpoints)
         specs = self._worker_specs(endpoints, inboxes, log_level, metrics_dir, log_queue)
-        self._process_state.route_workers = [
+        self._runtime.route_workers = [
             [spec.worker_id for spec in specs if spec.api_index == i] for i in range(len(self.lit_apis))
         ]
         return inboxes, specs, metrics_dir
@@ -379,7 +299,7 @@ class LitServer:
 
     def _begin_draining(self) -> None:
         """Shutdown began: the listening socket is closed, and readiness reports 503."""
-        self._process_state.draining = True
+        self._runtime.draining = True
 
     def _answer_held_requests(self) -> None:
         dispatcher = self._runtime.dispatcher
@@ -399,7 +319,7 @@ class LitServer:
         supervisor = Supervisor(
             specs, inboxes, on_fatal=stop_server, restart_workers=self.restart_workers, metrics=metrics
         )
-        self._process_state.api_server = 0
+        self._runtime.api_server = 0
         if self._observer is not None:
             self._observer.api_server = 0
         supervisor.start()
@@ -432,7 +352,7 @@ class LitServer:
             api_processes.append(process)
         # Only the API servers listen: once they close the socket on shutdown, new connections are refused.
         sock.close()
-        for listener in self._process_state.listeners:
+        for listener in self._runtime.listeners:
             listener.close()  # each API process took its own
         fatal: List[str] = []
         supervisor = Supervisor(
@@ -481,10 +401,10 @@ class LitServer:
         return bool(fatal)
 
     def _serve_api_process(self, index: int, config: Any, sock: Any, parent_pid: int) -> None:
-        self._process_state.api_server = index
+        self._runtime.api_server = index
         if self._observer is not None:
             self._observer.api_server = index
-        for other, listener in enumerate(self._process_state.listeners):
+        for other, listener in enumerate(self._runtime.listeners):
             if other != index:
                 listener.close()
         self._http_server(config, parent_pid=parent_pid).run(sockets=[sock])
@@ -494,7 +414,7 @@ class LitServer:
             return None
         directory = os.path.join(endpoints.base_dir, "metrics")
         os.makedirs(directory, exist_ok=True)
-        self._process_state.metrics.directory = directory
+        self._runtime.metrics.directory = directory
         return directory
 
     def _worker_specs(
@@ -528,30 +448,6 @@ class LitServer:
                     )
         return specs
 
-    def _info(self) -> Dict[str, Any]:
-        return {
-            "model": self.model_metadata,
-            "server": {
-                "accelerator": self.accelerator,
-                "devices": self.devices,
-                "workers_per_device": self.workers_per_device,
-                "timeout": self.timeout,
-                "max_payload_size": self.max_payload_size,
-                "max_queue_size": self.max_queue_size,
-                "shutdown_timeout": self.shutdown_timeout,
-                "apis": [
-                    {
-                        "name": type(api).__name__,
-                        "api_path": opts.api_path,
-                        "max_batch_size": opts.max_batch_size,
-                        "batch_timeout": opts.batch_timeout,
-                        "stream": opts.stream,
-                    }
-                    for api, opts in zip(self.lit_apis, self.api_options)
-                ],
-            },
-        }
-
     def _log_banner(self, sock: Any, specs: List[WorkerSpec], num_api_servers: int) -> None:
         """Logged once the socket listens: every line is true when it is read."""
         url = lifecycle.address(sock)
@@ -572,69 +468,6 @@ class LitServer:
         )
 
 
-def _check_hooks(api: LitAPI, opts: ApiOptions) -> None:
-    name = type(api).__name__
-    if opts.loop != "auto":
-        missing = [hook for hook in ("add_request", "step") if not callable(getattr(api, hook, None))]
-        if missing:
-            raise ValueError(f"loop=ContinuousBatchingLoop() needs {name}.{missing[0]}; see litserve.loops")
-        return
-    if type(api).predict is LitAPI.predict:
-        raise ValueError(f"{name} must implement predict")
-    if not opts.enable_async:
-        async_hooks = [hook for hook in _HOOKS if is_async_hook(getattr(api, hook))]
-        if async_hooks:
-            raise ValueError(f"{name}.{async_hooks[0]} is async: pass enable_async=True to LitAPI to use async hooks")
-    if opts.spec is None:
-        predict_streams = is_generator_hook(api.predict)
-        if opts.stream and not predict_streams:
-            raise ValueError(f"stream=True needs {name}.predict to be a generator (use yield)")
-        if not opts.stream and predict_streams:
-            raise ValueError(f"{name}.predict is a generator: pass stream=True to stream its items")
-        encode_overridden = type(api).encode_response is not LitAPI.encode_response
-        if opts.stream and encode_overridden and not is_generator_hook(api.encode_response):
-            raise ValueError(f"stream=True needs {name}.encode_response to be a generator (use yield)")
-
-
-def _bind_spec(api: LitAPI, opts: ApiOptions) -> ApiOptions:
-    """A spec decides the API's route; it gets its own copy so two APIs never share one."""
-    import copy
-
-    from litserve.specs.base import LitSpec
-
-    if not isinstance(opts.spec, LitSpec):
-        raise ValueError(f"spec must be a LitSpec such as OpenAISpec(), got {opts.spec!r}")
-    spec = copy.copy(opts.spec)
-    spec.setup(api)
-    return dataclasses.replace(opts, spec=spec, api_path=spec.api_path)
-
-
-def _check_json_serializable(model_metadata: Any) -> None:
-    try:
-        json.dumps(model_metadata)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"model_metadata must be JSON-serializable: {exc}") from None
-
-
-def _check_batch_timeout_within_timeout(options: List[ApiOptions], timeout: Optional[float]) -> None:
-    for opts in options:
-        if timeout is not None and opts.batch_timeout > timeout:
-            raise ValueError(
-                f"batch_timeout ({opts.batch_timeout} s) must not exceed timeout ({timeout} s): "
-                "requests would time out while waiting for a batch"
-            )
-
-
-def _check_unique_paths(options: List[ApiOptions], server_paths: List[Tuple[str, str]]) -> None:
-    """Every route needs a path of its own: ``server_paths`` are (path, the option that set it) pairs."""
-    seen: Dict[str, str] = {}
-    api_paths = [path for opts in options for path in (opts.spec.api_paths if opts.spec else [opts.api_path])]
-    for path, owner in [*server_paths, *((path, "api_path") for path in api_paths)]:
-        if path in seen:
-            raise ValueError(f"{owner} {path!r} is used twice (also by {seen[path]})")
-        seen[path] = owner
-
-
 def _check_port(port: Union[int, str]) -> int:
     try:
         value = int(port)
@@ -643,13 +476,3 @@ def _check_port(port: Union[int, str]) -> int:
     if not 0 < value < 65536:
         raise ValueError(f"port must be an integer between 1 and 65535, got {port!r}")
     return value
-
-
-def _configure_logging(level: str, pretty: bool = False) -> None:
-    if user_log_config() is not None:
-        return  # the user's ``configure_logging`` decides
-    logger = logging.getLogger("litserve")
-    if not logger.handlers:
-        logger.addHandler(pretty_handler() if pretty else plain_handler())
-        logger.propagate = False
-    logger.setLevel(level.upper())

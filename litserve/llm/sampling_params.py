@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from litserve.options import is_int, is_number
+
 # Most top log-probabilities one token may report (vLLM's default max_logprobs, OpenAI's top_logprobs bound).
 MAX_TOP_LOGPROBS = 20
 STRUCTURED_KINDS = ("json", "regex", "choice", "grammar")
@@ -64,25 +66,25 @@ class SamplingParams:
             raise ValueError("; ".join(problems))
 
     def _problems(self):
-        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
+        if not is_int(self.max_new_tokens) or self.max_new_tokens < 1:
             yield f"max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}"
-        if not _is_int(self.min_new_tokens) or self.min_new_tokens < 0:
+        if not is_int(self.min_new_tokens) or self.min_new_tokens < 0:
             yield f"min_new_tokens must be an integer >= 0, got {self.min_new_tokens!r}"
-        elif _is_int(self.max_new_tokens) and self.min_new_tokens > self.max_new_tokens:
+        elif is_int(self.max_new_tokens) and self.min_new_tokens > self.max_new_tokens:
             yield f"min_new_tokens ({self.min_new_tokens}) must not exceed max_new_tokens ({self.max_new_tokens})"
-        if not _is_number(self.temperature) or self.temperature < 0:
+        if not is_number(self.temperature) or self.temperature < 0:
             yield f"temperature must be a number >= 0, got {self.temperature!r}"
         if not isinstance(self.do_sample, bool):
             yield f"do_sample must be true or false, got {self.do_sample!r}"
-        if not _is_number(self.top_p) or not 0 < self.top_p <= 1:
+        if not is_number(self.top_p) or not 0 < self.top_p <= 1:
             yield f"top_p must be in (0, 1], got {self.top_p!r}"
-        if not _is_int(self.top_k) or (self.top_k != -1 and self.top_k < 1):
+        if not is_int(self.top_k) or (self.top_k != -1 and self.top_k < 1):
             yield f"top_k must be -1 (off) or an integer >= 1, got {self.top_k!r}"
-        if not _is_number(self.repetition_penalty) or self.repetition_penalty <= 0:
+        if not is_number(self.repetition_penalty) or self.repetition_penalty <= 0:
             yield f"repetition_penalty must be a number > 0, got {self.repetition_penalty!r}"
         for name in ("frequency_penalty", "presence_penalty"):
             value = getattr(self, name)
-            if not _is_number(value) or not -2 <= value <= 2:
+            if not is_number(value) or not -2 <= value <= 2:
                 yield f"{name} must be a number in [-2, 2], got {value!r}"
         if not isinstance(self.stop_sequences, list) or not all(
             isinstance(stop, str) and stop for stop in self.stop_sequences
@@ -90,12 +92,12 @@ class SamplingParams:
             yield f"stop_sequences must be a list of non-empty strings, got {self.stop_sequences!r}"
         if not isinstance(self.ignore_eos, bool):
             yield f"ignore_eos must be true or false, got {self.ignore_eos!r}"
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
+        if self.seed is not None and (not is_int(self.seed) or not 0 <= self.seed < 2**63):
             yield f"seed must be a non-negative integer or null, got {self.seed!r}"
-        if self.logprobs is not None and (not _is_int(self.logprobs) or not 0 <= self.logprobs <= MAX_TOP_LOGPROBS):
+        if self.logprobs is not None and (not is_int(self.logprobs) or not 0 <= self.logprobs <= MAX_TOP_LOGPROBS):
             yield f"logprobs must be an integer from 0 to {MAX_TOP_LOGPROBS}, got {self.logprobs!r}"
         if not isinstance(self.stop_token_ids, list) or not all(
-            _is_int(token) and token >= 0 for token in self.stop_token_ids
+            is_int(token) and token >= 0 for token in self.stop_token_ids
         ):
             yield f"stop_token_ids must be a list of token ids, got {self.stop_token_ids!r}"
         for name in ("include_stop_str_in_output", "skip_special_tokens"):
@@ -114,11 +116,3 @@ class SamplingParams:
     @property
     def penalized(self) -> bool:
         return self.repetition_penalty != 1.0 or self.frequency_penalty != 0.0 or self.presence_penalty != 0.0
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # not NaN

@@ -18,7 +18,6 @@ from litserve.specs.openai import add_models_routes, openai_error_body
 from litserve.specs.openai_embedding_types import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsageInfo
 from litserve.workers.protocol import JsonProtocol
 from litserve.workers.selection import make_loop
-from litserve.workers.skeleton import WorkerLoop
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from litserve.routes import Runtime
     from litserve.transport.worker_channel import WorkerChannel
     from litserve.workers.hooks import HookRunner
+    from litserve.workers.skeleton import WorkerLoop
 
 UsageInfo = EmbeddingUsageInfo  # LitServe's name here
 

@@ -388,9 +388,6 @@ class Dispatcher:
     def all_workers_ready(self) -> bool:
         return len(self._connections) == len(self._outstanding)
 
-    def route_ready(self, route: int) -> bool:
-        return any(w in self._connections for w in self._route_workers[route])
-
     @property
     def in_flight(self) -> int:
         return len(self._pending)
@@ -398,10 +395,6 @@ class Dispatcher:
     def in_flight_by_route(self) -> List[int]:
         """Requests held for each route, queued or running."""
         return [sum(self._outstanding[w] for w in workers) for workers in self._route_workers]
-
-    def queued_by_route(self) -> List[int]:
-        """Requests of each route that this API process holds beyond what its workers run at once."""
-        return list(self._queued)
 
     def worker_layout(self) -> WorkerLayout:
         """Which workers serve each route and how many requests each runs at once (for ``/metrics``)."""

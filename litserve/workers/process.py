@@ -9,12 +9,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
-from litserve.api import LitAPI, request_annotation
+from litserve.api import LitAPI
 from litserve.callbacks import EventTypes
-from litserve.log_format import plain_handler, pretty_handler
+from litserve.log_format import configure_default_logging
 from litserve.loggers import LogSink
 from litserve.metrics import WorkerMetrics
 from litserve.options import ApiOptions
+from litserve.request_example import pydantic_request_model
 from litserve.transport.worker_channel import ParentGoneError, WorkerChannel
 from litserve.workers.callback_hooks import make_runner
 from litserve.workers.protocol import JsonProtocol
@@ -50,16 +51,6 @@ class WorkerSpec:
         return f"worker {self.worker_id} ({type(self.lit_api).__name__} on {self.device})"
 
 
-def pydantic_request_model(lit_api: LitAPI) -> Optional[type]:
-    """The pydantic model that request bodies are validated against, if ``decode_request`` names one."""
-    from pydantic import BaseModel
-
-    annotation = request_annotation(lit_api)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
 def run_worker(spec: WorkerSpec, ready: Any) -> None:
     """Entry point of a worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the main process stops us.
@@ -67,7 +58,7 @@ def run_worker(spec: WorkerSpec, ready: Any) -> None:
     if spec.log_config is not None:
         spec.log_config.apply()
     else:
-        _configure_logging(spec.log_level, spec.pretty_logs)
+        configure_default_logging(spec.log_level, spec.pretty_logs, prefix="[litserve worker] ")
     parent = multiprocessing.parent_process()
     metrics = WorkerMetrics(spec.metrics_dir, spec.worker_id, spec.api_index) if spec.metrics_dir else None
     channel = WorkerChannel(spec.api_inboxes, parent.sentinel if parent else None, metrics)
@@ -109,10 +100,3 @@ class WorkerStopped(SystemExit):
 def _exit_quietly(signum: int, frame: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the exit itself
     raise WorkerStopped(0)
-
-
-def _configure_logging(level: str, pretty: bool = False) -> None:
-    root = logging.getLogger("litserve")
-    if not root.handlers:
-        root.addHandler((pretty_handler if pretty else plain_handler)("[litserve worker] "))
-    root.setLevel(level.upper())
