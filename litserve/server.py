@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
-import signal
 import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from litserve import auth, lifecycle
 from litserve.api import LitAPI
+from litserve.api_servers import ApiServers
 from litserve.app import build_app
 from litserve.callbacks import EventTypes
 from litserve.client_file import write_client_file
@@ -19,9 +18,8 @@ from litserve.config import ServerConfig
 from litserve.http_protocol import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_HEADER_TIMEOUT_S,
-    guarded_protocol,
 )
-from litserve.log_format import configure_default_logging, pretty_uvicorn_log_config, user_log_config
+from litserve.log_format import configure_default_logging, user_log_config
 from litserve.loggers import LoggerProcess
 from litserve.metrics import ProcessMetrics
 from litserve.options import (
@@ -34,15 +32,11 @@ from litserve.options import (
 from litserve.request_callbacks import RequestObserver
 from litserve.routes import Runtime
 from litserve.startup_warnings import ineffective_run_options
-from litserve.supervisor import Supervisor
 from litserve.transport.messages import Endpoints
-from litserve.uvicorn_server import UvicornServer
 from litserve.workers.process import WorkerSpec
 
 logger = logging.getLogger("litserve")
 
-# Extra seconds uvicorn waits after shutdown_timeout, so the 503s sent at shutdown_timeout reach the clients.
-_SHUTDOWN_MARGIN_S = 2.0
 _HOOKS = ("decode_request", "batch", "predict", "unbatch", "encode_response", "setup")
 
 
@@ -232,14 +226,13 @@ class LitServer:
         inboxes, specs, metrics_dir = self._prepare_workers(endpoints, num_api_servers, log_level, log_queue)
         self._log_banner(sock, specs, num_api_servers)
         supervisor_metrics = ProcessMetrics(len(self.lit_apis), metrics_dir).open("supervisor")
-        self._started_at = started_at
+        servers = ApiServers(
+            self.config, self._runtime, self._observer, self._asgi_app(), self._early_signals, self._pretty_logs
+        )
         try:
-            if num_api_servers == 1:
-                failed = self._run_single(sock, log_level, specs, inboxes, uvicorn_options, supervisor_metrics)
-            else:
-                failed = self._run_multi(
-                    sock, log_level, specs, inboxes, num_api_servers, uvicorn_options, supervisor_metrics
-                )
+            failed = servers.run(
+                sock, log_level, uvicorn_options, specs, inboxes, supervisor_metrics, started_at, num_api_servers
+            )
         finally:
             sock.close()
             supervisor_metrics.close()
@@ -270,144 +263,6 @@ class LitServer:
             cls, kwargs = middleware if isinstance(middleware, tuple) else (middleware, {})
             app = cls(app, **kwargs)
         return app
-
-    def _uvicorn_config(self, sock: Any, log_level: str, uvicorn_options: Dict[str, Any]) -> Any:
-        import uvicorn
-
-        host, port = sock.getsockname()[:2]
-        # uvicorn's own limit is a last resort: at shutdown_timeout, held requests are answered with 503.
-        grace = self.shutdown_timeout + _SHUTDOWN_MARGIN_S
-        options = {"loop": "auto", "http": "auto", "timeout_graceful_shutdown": grace}
-        options.update(uvicorn_options)
-        # uvicorn has no deadline for a request still arriving: slow or stalled clients are closed by ours.
-        options["http"] = guarded_protocol(options["http"], self.request_header_timeout, self.request_body_timeout)
-        if self._pretty_logs:
-            options.setdefault("log_config", pretty_uvicorn_log_config())
-        config = uvicorn.Config(self._asgi_app(), host=host, port=port, log_level=log_level, **options)
-        auth.keep_out_of_logs(auth.api_key_from_env())  # uvicorn's log handlers exist from here on
-        return config
-
-    def _http_server(self, config: Any, parent_pid: Optional[int] = None) -> UvicornServer:
-        return UvicornServer(
-            config,
-            shutdown_timeout=self.shutdown_timeout,
-            on_shutdown=self._begin_draining,
-            on_shutdown_timeout=self._answer_held_requests,
-            parent_pid=parent_pid,
-            early_signals=self._early_signals,
-        )
-
-    def _begin_draining(self) -> None:
-        """Shutdown began: the listening socket is closed, and readiness reports 503."""
-        self._runtime.draining = True
-
-    def _answer_held_requests(self) -> None:
-        dispatcher = self._runtime.dispatcher
-        if dispatcher is not None:
-            count = dispatcher.fail_all("The server is shutting down")
-            if count:
-                logger.warning("shutdown_timeout passed: answered %d request(s) still running with 503", count)
-
-    def _run_single(
-        self, sock: Any, log_level: str, specs: list, inboxes: list, opts: dict, metrics: ProcessMetrics
-    ) -> bool:
-        server = self._http_server(self._uvicorn_config(sock, log_level, opts))
-
-        def stop_server(reason: str) -> None:
-            server.should_exit = True
-
-        supervisor = Supervisor(
-            specs, inboxes, on_fatal=stop_server, restart_workers=self.restart_workers, metrics=metrics
-        )
-        self._runtime.api_server = 0
-        if self._observer is not None:
-            self._observer.api_server = 0
-        supervisor.start()
-        lifecycle.announce_when_ready(supervisor, len(specs), self._started_at)
-        try:
-            server.run(sockets=[sock])
-        finally:
-            supervisor.stop()
-        return supervisor.fatal_error is not None
-
-    def _run_multi(
-        self,
-        sock: Any,
-        log_level: str,
-        specs: list,
-        inboxes: list,
-        count: int,
-        opts: dict,
-        metrics: ProcessMetrics,
-    ) -> bool:
-        config = self._uvicorn_config(sock, log_level, opts)
-        # Fork before this process starts any thread or socket, so each API server inherits the app as built.
-        context = multiprocessing.get_context("fork" if sys.platform != "win32" else "spawn")
-        api_processes = []
-        for index in range(count):
-            process = context.Process(
-                target=self._serve_api_process, args=(index, config, sock, os.getpid()), daemon=False
-            )
-            process.start()
-            api_processes.append(process)
-        # Only the API servers listen: once they close the socket on shutdown, new connections are refused.
-        sock.close()
-        for listener in self._runtime.listeners:
-            listener.close()  # each API process took its own
-        fatal: List[str] = []
-        supervisor = Supervisor(
-            specs, inboxes, on_fatal=fatal.append, restart_workers=self.restart_workers, metrics=metrics
-        )
-        supervisor.start()
-        lifecycle.announce_when_ready(supervisor, len(specs), self._started_at)
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        wakeup_r, wakeup_w = os.pipe()
-
-        def on_signal(signum: int, frame: Any) -> None:
-            os.write(wakeup_w, b"x")
-
-        for sig in previous:
-            signal.signal(sig, on_signal)
-        if self._early_signals is not None and self._early_signals.received:
-            os.write(wakeup_w, b"x")  # it came while the server was starting: stop now
-        try:
-            from multiprocessing.connection import wait
-
-            while not fatal:
-                ready = wait([wakeup_r, *(p.sentinel for p in api_processes)], timeout=0.5)
-                if wakeup_r in ready:
-                    break
-                exited = [p for p in api_processes if not p.is_alive()]
-                if exited and all(p.exitcode == 0 for p in exited):
-                    break  # it drained after a signal sent to the whole process group: so do we
-                if exited:
-                    logger.error("an API server process exited; stopping the server")
-                    fatal.append("API server exited")
-                    break
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            for process in api_processes:
-                if process.is_alive():
-                    process.terminate()  # each API server drains its requests, then exits
-            give_up_at = time.monotonic() + self.shutdown_timeout + 2 * _SHUTDOWN_MARGIN_S
-            for process in api_processes:
-                process.join(timeout=max(0.0, give_up_at - time.monotonic()))
-                if process.is_alive():
-                    process.kill()
-            supervisor.stop()
-            os.close(wakeup_r)
-            os.close(wakeup_w)
-        return bool(fatal)
-
-    def _serve_api_process(self, index: int, config: Any, sock: Any, parent_pid: int) -> None:
-        self._runtime.api_server = index
-        if self._observer is not None:
-            self._observer.api_server = index
-        for other, listener in enumerate(self._runtime.listeners):
-            if other != index:
-                listener.close()
-        self._http_server(config, parent_pid=parent_pid).run(sockets=[sock])
 
     def _metrics_dir(self, endpoints: Endpoints) -> Optional[str]:
         if self.metrics_path is None:
