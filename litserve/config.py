@@ -1,8 +1,8 @@
-"""The server's configuration: every ``LitServer`` and ``run()`` option validated once into a frozen object.
+"""The server's configuration: every ``LitServer`` option validated once into a frozen object.
 
 ``ServerConfig`` holds what ``LitServer(...)`` was given, resolved (defaults filled in, paths checked, per-API
-options merged); ``RunConfig`` what ``run(...)`` was given. App assembly and the processes read them and
-never resolve an option again, so each option flows one way: from here to where it is used.
+options merged). App assembly and the processes read it and never resolve an option again, so each option
+flows one way: from here to where it is used.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from litserve.middlewares import check_middlewares
 from litserve.options import (
     UNSET,
     ApiOptions,
-    is_int,
     resolve_api_options,
     resolve_max_payload_size,
     resolve_max_queue_size,
@@ -35,7 +34,7 @@ from litserve.options import (
     validate_api_path,
     validate_devices,
 )
-from litserve.startup_warnings import ineffective_run_options, ineffective_server_options, near_miss_hooks
+from litserve.startup_warnings import ineffective_server_options, near_miss_hooks
 
 # Liveness: 200 while the API process's event loop runs, whatever the workers do (``/health`` is readiness).
 LIVENESS_PATH = "/livez"
@@ -158,52 +157,6 @@ class ServerConfig:
         }
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """What ``LitServer.run(...)`` was given, validated; build it with ``RunConfig.create``."""
-
-    host: str
-    port: int
-    num_api_servers: int
-    log_level: str
-    generate_client_file: bool
-    pretty_logs: bool
-    uvicorn_options: Dict[str, Any]  # passed on to ``uvicorn.Config``, ``access_log`` included
-    warnings: Tuple[str, ...]  # options given that do nothing here, logged at start-up
-
-    @classmethod
-    def create(
-        cls,
-        host: str,
-        port: Any,
-        num_api_servers: Optional[int],
-        log_level: str,
-        generate_client_file: bool,
-        api_server_worker_type: Optional[str],
-        pretty_logs: bool,
-        access_log: bool,
-        uvicorn_options: Dict[str, Any],
-    ) -> RunConfig:
-        """Validate ``run()``'s arguments; raises ``ValueError`` with the argument's name."""
-        if api_server_worker_type not in (None, "process", "thread"):
-            raise ValueError(f"api_server_worker_type must be 'process' or 'thread', got {api_server_worker_type!r}")
-        port = _check_port(port)
-        num_api_servers = 1 if num_api_servers is None else num_api_servers
-        if not is_int(num_api_servers) or num_api_servers < 1:
-            raise ValueError(f"num_api_servers must be an integer >= 1, got {num_api_servers!r}")
-        uvicorn_options = {**uvicorn_options, "access_log": bool(access_log)}
-        return cls(
-            host=host,
-            port=port,
-            num_api_servers=num_api_servers,
-            log_level=log_level,
-            generate_client_file=generate_client_file,
-            pretty_logs=bool(pretty_logs),
-            uvicorn_options=uvicorn_options,
-            warnings=tuple(ineffective_run_options(api_server_worker_type, uvicorn_options)),
-        )
-
-
 def _check_server_options(options: Dict[str, Any]) -> None:
     validate_accelerator(options["accelerator"])
     validate_devices(options["devices"])
@@ -314,13 +267,3 @@ def _check_unique_paths(options: List[ApiOptions], server_paths: List[Tuple[str,
         if path in seen:
             raise ValueError(f"{owner} {path!r} is used twice (also by {seen[path]})")
         seen[path] = owner
-
-
-def _check_port(port: Any) -> int:
-    try:
-        value = int(port)
-    except (TypeError, ValueError):
-        raise ValueError(f"port must be an integer between 1 and 65535, got {port!r}") from None
-    if not 0 < value < 65536:
-        raise ValueError(f"port must be an integer between 1 and 65535, got {port!r}")
-    return value

@@ -90,6 +90,7 @@ def decode_groups(
 # of 40): 48 sequences of ~110 tokens of the 256-wide model, 73-76 ms a step with runs of 64-128 slots in
 # place, 84 ms from 32, 197 ms gathering everything; 8 of the 1024-wide model, 56 ms from 16 or 8 slots,
 # 62 ms from 64, 136 ms gathering everything.
+# (Measured on slot-major pools; with today's head-major ones 16, 32 and 64 KiB were level within the noise.)
 IN_PLACE_MIN_BYTES = 64 * 1024
 
 
