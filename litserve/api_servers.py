@@ -41,6 +41,7 @@ class ApiServers:
         asgi_app: Any,
         early_signals: Optional[lifecycle.EarlySignals],
         pretty_logs: bool,
+        started_at: float,
     ) -> None:
         self.config = config
         self.runtime = runtime
@@ -48,7 +49,7 @@ class ApiServers:
         self.asgi_app = asgi_app
         self.early_signals = early_signals
         self.pretty_logs = pretty_logs
-        self.started_at = time.monotonic()
+        self.started_at = started_at  # when run() began: the ready line reports the time since
 
     def run(
         self,
@@ -58,11 +59,9 @@ class ApiServers:
         specs: List[Any],
         inboxes: List[str],
         metrics: ProcessMetrics,
-        started_at: float,
         count: int = 1,
     ) -> bool:
         """Start the workers and ``count`` API servers on ``sock``; return once stopped, True if it failed."""
-        self.started_at = started_at
         config = self._uvicorn_config(sock, log_level, uvicorn_options)
         if count == 1:
             return self._run_single(config, sock, specs, inboxes, metrics)

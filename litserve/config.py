@@ -106,7 +106,7 @@ class ServerConfig:
             lit_apis=tuple(lit_apis),
             api_options=tuple(api_options),
             workers_per_api=tuple(workers_per_api),
-            run_at_once=tuple(_run_at_once(api, opts) for api, opts in zip(lit_apis, api_options)),
+            run_at_once=tuple(requests_run_at_once(api, opts) for api, opts in zip(lit_apis, api_options)),
             accelerator=accelerator,
             devices=tuple(devices),
             workers_per_device=options["workers_per_device"],
@@ -183,11 +183,6 @@ def _resolve_apis(lit_apis: List[LitAPI], options: Dict[str, Any], warnings: Lis
             setattr(api, name, getattr(opts, name))
         resolved.append(opts)
     return resolved
-
-
-def _run_at_once(lit_api: LitAPI, opts: ApiOptions) -> int:
-    # The loop decides how many requests a worker takes at once; the API process only needs the number.
-    return requests_run_at_once(lit_api, opts)
 
 
 def _paths(api_options: Sequence[ApiOptions]) -> List[str]:

@@ -51,7 +51,7 @@ def started_in_process(server: Any) -> Iterator[Any]:
     if server._observer is not None:
         server._observer.share_counts(1)
         server._observer.api_server = 0
-    logger_process = LoggerProcess(server._loggers) if server._loggers else None
+    logger_process = LoggerProcess(server.config.loggers) if server.config.loggers else None
     if logger_process is not None:
         logger_process.start()
     endpoints = Endpoints.create()
@@ -64,8 +64,8 @@ def started_in_process(server: Any) -> Iterator[Any]:
         supervisor = Supervisor(
             specs, inboxes, on_fatal=fatal.append, restart_workers=server.restart_workers, metrics=metrics
         )
-        if server._callbacks is not None:
-            server._callbacks.trigger_event(EventTypes.ON_SERVER_START.value, litserver=server)
+        if server.config.callbacks is not None:
+            server.config.callbacks.trigger_event(EventTypes.ON_SERVER_START.value, litserver=server)
         supervisor.start()
         if not supervisor.wait_until_ready():
             raise RuntimeError(f"the server's workers did not start: {fatal[0] if fatal else 'stopped'}")
@@ -84,8 +84,8 @@ def started_in_process(server: Any) -> Iterator[Any]:
         endpoints.cleanup()
         if logger_process is not None:
             logger_process.stop()
-        if server._callbacks is not None:
-            server._callbacks.trigger_event(EventTypes.ON_SERVER_END.value, litserver=server)
+        if server.config.callbacks is not None:
+            server.config.callbacks.trigger_event(EventTypes.ON_SERVER_END.value, litserver=server)
 
 
 def _add_serve_through(server: Any) -> None:

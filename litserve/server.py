@@ -37,8 +37,6 @@ from litserve.workers.process import WorkerSpec
 
 logger = logging.getLogger("litserve")
 
-_HOOKS = ("decode_request", "batch", "predict", "unbatch", "encode_response", "setup")
-
 
 class LitServer:
     """Serves one or more ``LitAPI``s over HTTP, each on worker processes of its own.
@@ -127,10 +125,6 @@ class LitServer:
         self.lit_apis = list(config.lit_apis)
         self.api_options: List[ApiOptions] = list(config.api_options)
         self.middlewares = list(config.middlewares)
-        self._callbacks = config.callbacks
-        self._loggers = list(config.loggers)
-        self._startup_warnings = list(config.startup_warnings)
-        self._workers_per_api = list(config.workers_per_api)
         self._pretty_logs = False  # run(pretty_logs=True) sets it
         self._runtime = Runtime()
         self._early_signals: Optional[lifecycle.EarlySignals] = None  # while run() runs
@@ -205,7 +199,8 @@ class LitServer:
         started_at: float,
     ) -> None:
         configure_default_logging(log_level, self._pretty_logs)
-        for warning in [*self._startup_warnings, *ineffective_run_options(api_server_worker_type, uvicorn_options)]:
+        run_warnings = ineffective_run_options(api_server_worker_type, uvicorn_options)
+        for warning in [*self.config.startup_warnings, *run_warnings]:
             logger.warning(warning)
         api_key = auth.api_key_from_env()
         self._runtime.authenticate = auth.api_key_checker(api_key) if api_key else None
@@ -216,9 +211,9 @@ class LitServer:
         self._runtime.main_pid = os.getpid()
         if self._observer is not None:
             self._observer.share_counts(num_api_servers)
-        if self._callbacks is not None:
-            self._callbacks.trigger_event(EventTypes.ON_SERVER_START.value, litserver=self)
-        logger_process = LoggerProcess(self._loggers) if self._loggers else None
+        if self.config.callbacks is not None:
+            self.config.callbacks.trigger_event(EventTypes.ON_SERVER_START.value, litserver=self)
+        logger_process = LoggerProcess(self.config.loggers) if self.config.loggers else None
         if logger_process is not None:
             logger_process.start()
         endpoints = Endpoints.create()
@@ -227,20 +222,19 @@ class LitServer:
         self._log_banner(sock, specs, num_api_servers)
         supervisor_metrics = ProcessMetrics(len(self.lit_apis), metrics_dir).open("supervisor")
         servers = ApiServers(
-            self.config, self._runtime, self._observer, self._asgi_app(), self._early_signals, self._pretty_logs
-        )
+            self.config, self._runtime, self._observer, self._asgi_app(), self._early_signals, self._pretty_logs,
+            started_at,
+        )  # fmt: skip
         try:
-            failed = servers.run(
-                sock, log_level, uvicorn_options, specs, inboxes, supervisor_metrics, started_at, num_api_servers
-            )
+            failed = servers.run(sock, log_level, uvicorn_options, specs, inboxes, supervisor_metrics, num_api_servers)
         finally:
             sock.close()
             supervisor_metrics.close()
             endpoints.cleanup()
             if logger_process is not None:
                 logger_process.stop()
-            if self._callbacks is not None:
-                self._callbacks.trigger_event(EventTypes.ON_SERVER_END.value, litserver=self)
+            if self.config.callbacks is not None:
+                self.config.callbacks.trigger_event(EventTypes.ON_SERVER_END.value, litserver=self)
         if failed:
             sys.exit(1)
 
@@ -283,7 +277,7 @@ class LitServer:
         specs = []
         for api_index, (lit_api, opts) in enumerate(zip(self.lit_apis, self.api_options)):
             for device in self.devices:
-                for _ in range(self._workers_per_api[api_index]):
+                for _ in range(self.config.workers_per_api[api_index]):
                     worker_id = len(specs)
                     specs.append(
                         WorkerSpec(
@@ -296,7 +290,7 @@ class LitServer:
                             log_level=log_level,
                             metrics_dir=metrics_dir,
                             pretty_logs=self._pretty_logs,
-                            callbacks=self._callbacks,
+                            callbacks=self.config.callbacks,
                             log_queue=log_queue,
                             log_config=user_log_config(),
                         )
