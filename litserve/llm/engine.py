@@ -25,6 +25,7 @@ import torch
 
 from litserve.llm.detokenizer import IncrementalDetokenizer
 from litserve.llm.kv import KVManager, KVPools
+from litserve.llm.native import DecodeAttention, decode_attention_library, usable_for
 from litserve.llm.quiet import no_progress_bars
 from litserve.llm.runner import DECODE_GROUP_SIZE, IN_PLACE_MIN_BYTES, ModelRunner, PrefillSpan, StepBatch, plan_decodes
 from litserve.llm.sampler import Sampler, SampleRow
@@ -144,6 +145,7 @@ class LLMEngine:
         self.scheduler = Scheduler(self.kv, max_running_requests, prefill_chunk_tokens)
         row_bytes = num_kv_heads * head_dim * torch.empty((), dtype=self.dtype).element_size()
         self._min_run = max(1, IN_PLACE_MIN_BYTES // row_bytes)
+        self._native = decode_attention_library() if usable_for(self.device, self.dtype) else None
         self.runner = ModelRunner(model, self.pools)
         self.sampler = Sampler()
         self.eos_token_ids: Set[int] = _eos_ids(model, self.tokenizer)
@@ -294,8 +296,17 @@ class LLMEngine:
             sequence.num_computed += 1
         lengths = [sequence.num_computed for sequence in decodes]
         group_size = DECODE_GROUP_SIZE.get(device.type, 16)
-        decode_plan = None
-        if decodes:
+        decode_plan = native_decodes = None
+        if decodes and self._native is not None:
+            native_decodes = DecodeAttention(
+                self._native,
+                kv.slot_table,
+                torch.tensor(table_rows, dtype=torch.long),
+                torch.tensor(lengths, dtype=torch.long),
+                lengths[-1],
+                torch.get_num_threads(),
+            )
+        elif decodes:
             runs = [kv.runs(sequence.uid) for sequence in decodes]
             decode_plan = plan_decodes(kv.slot_table, table_rows, lengths, runs, self._min_run, group_size)
         spans: List[PrefillSpan] = []
@@ -323,6 +334,7 @@ class LLMEngine:
             slots=slots,
             logits_rows=torch.tensor(logits_rows, dtype=torch.long, device=device),
             decode_plan=decode_plan,
+            native_decodes=native_decodes,
             prefills=spans,
             slot_table=kv.slot_table,
             decode_table_rows=table_rows,

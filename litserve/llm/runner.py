@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from litserve.llm.kv import KVPools
+from litserve.llm.native import DecodeAttention
 
 ATTENTION_NAME = "litserve_token"
 STEP_KWARG = "litserve_step"
@@ -289,6 +290,7 @@ class StepBatch:
     slots: torch.Tensor  # [N] pool slot each token's keys and values go to
     logits_rows: torch.Tensor  # [S] rows whose next-token logits are wanted
     decode_plan: Optional[DecodePlan] = None  # the decodes, in place where it pays
+    native_decodes: Optional[DecodeAttention] = None  # or all of them in one call of our CPU kernel
     prefills: List[PrefillSpan] = field(default_factory=list)
     pools: Optional[KVPools] = None
     # What a sliding window shorter than some decode's context needs: every decode gathered, then masked.
@@ -335,7 +337,11 @@ def token_attention(
     output = torch.empty_like(queries.transpose(0, 1))  # [N, heads, head_dim]
     gqa = queries.shape[0] != kv_heads
     plan = step.decode_plan
-    if plan is not None and (window is None or not step.decode_lengths or window >= step.decode_lengths[-1]):
+    decode_groups_now: List[DecodeGroup] = []
+    if step.native_decodes is not None:
+        scale = scaling if scaling is not None else head_dim**-0.5
+        step.native_decodes(queries, key_pool, value_pool, scale, window, output)
+    elif plan is not None and (window is None or not step.decode_lengths or window >= step.decode_lengths[-1]):
         scale = scaling if scaling is not None else head_dim**-0.5
         if plan.mixed.numel():
             mixed = _in_place_decodes(plan, queries, key_pool, value_pool, scale)
