@@ -320,8 +320,9 @@ class LLMEngine:
             span = PrefillSpan(offset, offset + count)
             if start > 0:
                 span.context_slots = kv.slot_table[row, :end]
-                query_positions = torch.arange(start, end, device=device).unsqueeze(1)
-                span.causal_mask = torch.arange(end, device=device).unsqueeze(0) <= query_positions
+                first_run = kv.runs(sequence.uid)[0]
+                if first_run[1] >= start:
+                    span.earlier_run = first_run[0]
             spans.append(span)
             sequence.num_computed = end
             offset += count

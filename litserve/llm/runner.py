@@ -38,17 +38,18 @@ class PrefillSpan:
     start: int
     end: int
     context_slots: Optional[torch.Tensor] = None  # all the sequence's slots, earlier chunks then this one
-    causal_mask: Optional[torch.Tensor] = None  # [chunk, context] bool, True where attention is allowed
+    earlier_run: Optional[int] = None  # pool slot of its first earlier token, when the earlier ones are one run
 
-    def mask(self, device: torch.device, window: Optional[int]) -> Optional[torch.Tensor]:
-        """The chunk's attention mask, or None where plain causal attention over the chunk is right."""
+    def mask(self, device: torch.device, window: Optional[int]) -> torch.Tensor:
+        """``[chunk, context]`` bool, True where a chunk token may attend (causal, within ``window``)."""
         chunk = self.end - self.start
         context = chunk if self.context_slots is None else self.context_slots.numel()
-        if window is None or window >= context:
-            return self.causal_mask
         query_positions = torch.arange(context - chunk, context, device=device).unsqueeze(1)
         key_positions = torch.arange(context, device=device).unsqueeze(0)
-        return (key_positions <= query_positions) & (key_positions > query_positions - window)
+        allowed = key_positions <= query_positions
+        if window is not None and window < context:
+            allowed &= key_positions > query_positions - window
+        return allowed
 
 
 @dataclass
@@ -368,19 +369,67 @@ def token_attention(
         else:
             output[group.step_rows] = attended.squeeze(2)
     for span in step.prefills:
-        chunk_queries = queries[:, span.start : span.end].unsqueeze(0)  # [1, heads, C, head_dim]
-        if span.context_slots is None:
-            keys = key[:, :, span.start : span.end]
-            values = value[:, :, span.start : span.end]
-        else:
-            keys = key_pool.index_select(1, span.context_slots).unsqueeze(0)  # [1, kv_heads, C, head_dim]
-            values = value_pool.index_select(1, span.context_slots).unsqueeze(0)
-        mask = span.mask(queries.device, window)
+        chunk = span.end - span.start
+        chunk_queries = queries[:, span.start : span.end]  # [heads, C, head_dim]
+        keys, values = key[0, :, span.start : span.end], value[0, :, span.start : span.end]
+        earlier = 0 if span.context_slots is None else span.context_slots.numel() - chunk
+        fits_window = window is None or window >= earlier + chunk
+        if earlier and fits_window and _CPU_FLASH is not None and queries.device.type == "cpu":
+            scale = scaling if scaling is not None else head_dim**-0.5
+            attended = _prefill_after_context(span, earlier, chunk_queries, keys, values, key_pool, value_pool, scale)
+            output[span.start : span.end] = attended.transpose(0, 1)
+            continue
+        mask = None if fits_window and not earlier else span.mask(queries.device, window)
+        if earlier:
+            keys = key_pool.index_select(1, span.context_slots)  # [kv_heads, context, head_dim]
+            values = value_pool.index_select(1, span.context_slots)
         attended = F.scaled_dot_product_attention(
-            chunk_queries, keys, values, attn_mask=mask, is_causal=mask is None, scale=scaling, enable_gqa=gqa
+            chunk_queries.unsqueeze(0),
+            keys.unsqueeze(0),
+            values.unsqueeze(0),
+            attn_mask=mask,
+            is_causal=mask is None,
+            scale=scaling,
+            enable_gqa=gqa,
         )
         output[span.start : span.end] = attended[0].transpose(0, 1)
     return output.unsqueeze(0), None
+
+
+def _prefill_after_context(
+    span: PrefillSpan,
+    earlier: int,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    key_pool: torch.Tensor,
+    value_pool: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """``[heads, C, D]``: a chunk's attention over its ``earlier`` tokens (all visible, read in place when they
+    are one run of the pools) and, causally, over itself, merged by log-sum-exp. No mask is built."""
+    heads, chunk, head_dim = queries.shape
+    kv_heads = key_pool.shape[0]
+    per_kv = heads // kv_heads
+    if span.earlier_run is not None:
+        earlier_keys = key_pool[:, span.earlier_run : span.earlier_run + earlier]
+        earlier_values = value_pool[:, span.earlier_run : span.earlier_run + earlier]
+    else:
+        earlier_slots = span.context_slots[:earlier]
+        earlier_keys, earlier_values = (
+            key_pool.index_select(1, earlier_slots),
+            value_pool.index_select(1, earlier_slots),
+        )
+    grouped = queries.reshape(kv_heads, per_kv * chunk, head_dim)  # a kv head's queries together: no copy of keys
+    past, past_lse = _attend_with_lse(grouped, earlier_keys, earlier_values, scale, None)
+    past, past_lse = past.reshape(heads, chunk, head_dim), past_lse.reshape(heads, chunk)
+    if per_kv > 1:
+        keys, values = keys.repeat_interleave(per_kv, 0), values.repeat_interleave(per_kv, 0)
+    own, own_lse = _CPU_FLASH(queries.unsqueeze(0), keys.unsqueeze(0), values.unsqueeze(0), 0.0, True, scale=scale)[:2]
+    own, own_lse = own[0].float(), own_lse[0]
+    peak = torch.maximum(past_lse, own_lse)
+    past_weight, own_weight = torch.exp(past_lse - peak).unsqueeze(-1), torch.exp(own_lse - peak).unsqueeze(-1)
+    return ((past * past_weight + own * own_weight) / (past_weight + own_weight)).to(queries.dtype)
 
 
 def register_attention() -> None:
