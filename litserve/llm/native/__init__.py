@@ -34,7 +34,7 @@ _lock = threading.Lock()
 _library: Optional[ctypes.CDLL] = None
 _tried = False
 
-_I64, _F32P, _I64P = ctypes.c_int64, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_int64)
+_I64, _PTR = ctypes.c_int64, ctypes.c_void_p
 
 
 def enabled() -> bool:
@@ -88,30 +88,11 @@ def _load() -> Optional[ctypes.CDLL]:
     library = ctypes.CDLL(str(target))
     function = library.litserve_decode_attention_f32
     function.restype = ctypes.c_int
-    function.argtypes = [
-        _F32P,
-        _I64,
-        _I64,  # queries, head stride, sequence stride
-        _F32P,
-        _F32P,
-        _I64,  # key pool, value pool, pool slots
-        _I64P,
-        _I64,
-        _I64P,
-        _I64P,  # slot table, its row stride, table rows, lengths
-        _I64,
-        _I64,
-        _I64,
-        _I64,  # sequences, heads, kv heads, head dim
-        ctypes.c_float,
-        _I64,  # scale, window (0: none)
-        _F32P,
-        _I64,
-        _I64,  # out, sequence stride, head stride
-        _F32P,
-        _I64,
-        ctypes.c_int,  # scratch, max length, threads
-    ]
+    # Pointers go as addresses (tensor.data_ptr()); in order: queries, their head and sequence strides; key
+    # pool, value pool, pool slots; slot table, its row stride, table rows, lengths; sequences, heads, kv heads,
+    # head dim; scale, window (0: none); out, its sequence and head strides; scratch, max length, threads.
+    function.argtypes = [_PTR, _I64, _I64, _PTR, _PTR, _I64, _PTR, _I64, _PTR, _PTR, _I64, _I64, _I64, _I64]
+    function.argtypes += [ctypes.c_float, _I64, _PTR, _I64, _I64, _PTR, _I64, ctypes.c_int]
     return library
 
 
@@ -125,10 +106,6 @@ def decode_attention_library() -> Optional[ctypes.CDLL]:
             _tried = True
             _library = _load()
         return _library
-
-
-def _pointer(tensor: torch.Tensor, kind):
-    return ctypes.cast(tensor.data_ptr(), kind)
 
 
 class DecodeAttention:
@@ -151,6 +128,9 @@ class DecodeAttention:
         self._threads = max(1, threads)
         self._scratch: Optional[torch.Tensor] = None
         self.sequences = int(lengths.numel())
+        self._table_address = slot_table.data_ptr()
+        self._rows_address = table_rows.data_ptr()
+        self._lengths_address = lengths.data_ptr()
 
     def __call__(
         self,
@@ -171,13 +151,12 @@ class DecodeAttention:
         if self._scratch is None or self._scratch.numel() < self._threads * group * self._longest:
             self._scratch = torch.empty(self._threads * group * self._longest, dtype=torch.float32)
         status = self._function(
-            _pointer(queries, _F32P), queries.stride(0), queries.stride(1),
-            _pointer(key_pool, _F32P), _pointer(value_pool, _F32P), pool_slots,
-            _pointer(self._slot_table, _I64P), self._slot_table.stride(0),
-            _pointer(self._table_rows, _I64P), _pointer(self._lengths, _I64P),
+            queries.data_ptr(), queries.stride(0), queries.stride(1),
+            key_pool.data_ptr(), value_pool.data_ptr(), pool_slots,
+            self._table_address, self._slot_table.stride(0), self._rows_address, self._lengths_address,
             self.sequences, heads, kv_heads, dim, scale, window or 0,
-            _pointer(out, _F32P), out.stride(0), out.stride(1),
-            _pointer(self._scratch, _F32P), self._longest, self._threads,
+            out.data_ptr(), out.stride(0), out.stride(1),
+            self._scratch.data_ptr(), self._longest, self._threads,
         )  # fmt: skip
         if status != 0:
             raise RuntimeError(f"decode attention kernel refused {heads} heads over {kv_heads} kv heads")

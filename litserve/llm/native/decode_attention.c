@@ -37,41 +37,65 @@ static void exp_in_place(float *x, int64_t count) {
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
-#define MAX_CHUNKS 16 /* head_dim up to 256, in 16-float registers */
 
-/* The same as attend_one below, for head_dim a multiple of 16, with the output accumulated in registers. */
-static void attend_one_avx512(const float *q, int64_t q_head_stride, const float *keys, const float *values,
-                              const int64_t *slots, int64_t count, int64_t group, int64_t dim, float scale,
-                              float *scores, float *out, int64_t out_head_stride) {
-    const int64_t chunks = dim / 16;
-    for (int64_t g = 0; g < group; g++) {
-        const float *qg = q + g * q_head_stride;
-        __m512 qv[MAX_CHUNKS];
-        for (int64_t c = 0; c < chunks; c++) qv[c] = _mm512_mul_ps(_mm512_loadu_ps(qg + 16 * c), _mm512_set1_ps(scale));
-        float *row = scores + g * count;
-        float peak = -INFINITY;
-        for (int64_t t = 0; t < count; t++) {
-            const float *k = keys + slots[t] * dim;
-            __m512 sum = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));
-            for (int64_t c = 1; c < chunks; c++) sum = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k + 16 * c), sum);
-            const float dot = _mm512_reduce_add_ps(sum);
-            row[t] = dot;
-            peak = dot > peak ? dot : peak;
-        }
-        float total = 0.0f;
-        for (int64_t t = 0; t < count; t++) row[t] -= peak;
-        exp_in_place(row, count);
-        for (int64_t t = 0; t < count; t++) total += row[t];
-        __m512 acc[MAX_CHUNKS];
-        for (int64_t c = 0; c < chunks; c++) acc[c] = _mm512_setzero_ps();
-        for (int64_t t = 0; t < count; t++) {
-            const float *v = values + slots[t] * dim;
-            const __m512 w = _mm512_set1_ps(row[t]);
-            for (int64_t c = 0; c < chunks; c++) acc[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16 * c), acc[c]);
-        }
-        const __m512 inverse = _mm512_set1_ps(1.0f / total);
-        float *o = out + g * out_head_stride;
-        for (int64_t c = 0; c < chunks; c++) _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(acc[c], inverse));
+/* The same as attend_one below, for head_dim = 16 * CHUNKS: the query and the output stay in registers. */
+#define DEFINE_ATTEND_AVX512(CHUNKS)                                                                          \
+    static void attend_avx512_##CHUNKS(const float *q, int64_t q_head_stride, const float *keys,            \
+                                       const float *values, const int64_t *slots, int64_t count,            \
+                                       int64_t group, float scale, float *scores, float *out,               \
+                                       int64_t out_head_stride) {                                           \
+        const int64_t dim = 16 * CHUNKS;                                                                    \
+        for (int64_t g = 0; g < group; g++) {                                                               \
+            const float *qg = q + g * q_head_stride;                                                        \
+            __m512 qv[CHUNKS];                                                                              \
+            for (int c = 0; c < CHUNKS; c++) qv[c] = _mm512_mul_ps(_mm512_loadu_ps(qg + 16 * c), _mm512_set1_ps(scale)); \
+            float *row = scores + g * count;                                                                \
+            float peak = -INFINITY;                                                                         \
+            for (int64_t t = 0; t < count; t++) {                                                           \
+                const float *k = keys + slots[t] * dim;                                                     \
+                __m512 sum = _mm512_mul_ps(qv[0], _mm512_loadu_ps(k));                                      \
+                for (int c = 1; c < CHUNKS; c++) sum = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(k + 16 * c), sum); \
+                const float dot = _mm512_reduce_add_ps(sum);                                                \
+                row[t] = dot;                                                                               \
+                peak = dot > peak ? dot : peak;                                                             \
+            }                                                                                               \
+            for (int64_t t = 0; t < count; t++) row[t] -= peak;                                             \
+            exp_in_place(row, count);                                                                       \
+            float total = 0.0f;                                                                             \
+            for (int64_t t = 0; t < count; t++) total += row[t];                                            \
+            __m512 acc[CHUNKS];                                                                             \
+            for (int c = 0; c < CHUNKS; c++) acc[c] = _mm512_setzero_ps();                                  \
+            for (int64_t t = 0; t < count; t++) {                                                           \
+                const float *v = values + slots[t] * dim;                                                   \
+                const __m512 w = _mm512_set1_ps(row[t]);                                                    \
+                for (int c = 0; c < CHUNKS; c++) acc[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + 16 * c), acc[c]); \
+            }                                                                                               \
+            const __m512 inverse = _mm512_set1_ps(1.0f / total);                                            \
+            float *o = out + g * out_head_stride;                                                           \
+            for (int c = 0; c < CHUNKS; c++) _mm512_storeu_ps(o + 16 * c, _mm512_mul_ps(acc[c], inverse));  \
+        }                                                                                                   \
+    }
+
+DEFINE_ATTEND_AVX512(2)
+DEFINE_ATTEND_AVX512(4)
+DEFINE_ATTEND_AVX512(5)
+DEFINE_ATTEND_AVX512(6)
+DEFINE_ATTEND_AVX512(8)
+DEFINE_ATTEND_AVX512(16)
+
+typedef void (*attend_fn)(const float *, int64_t, const float *, const float *, const int64_t *, int64_t, int64_t,
+                          float, float *, float *, int64_t);
+
+/* The specialised function for head_dim, or NULL (then the generic one serves). */
+static attend_fn avx512_for(int64_t dim) {
+    switch (dim) {
+        case 32: return attend_avx512_2;
+        case 64: return attend_avx512_4;
+        case 80: return attend_avx512_5;
+        case 96: return attend_avx512_6;
+        case 128: return attend_avx512_8;
+        case 256: return attend_avx512_16;
+        default: return NULL;
     }
 }
 #endif
@@ -121,6 +145,46 @@ static void attend_one(const float *q, int64_t q_head_stride, const float *keys,
     }
 }
 
+typedef struct {
+    const float *q;
+    int64_t q_head_stride, q_seq_stride;
+    const float *key_pool, *value_pool;
+    int64_t pool_slots;
+    const int64_t *slot_table;
+    int64_t table_stride;
+    const int64_t *table_rows, *lengths;
+    int64_t sequences, group, dim, window;
+    float scale;
+    float *out;
+    int64_t out_seq_stride, out_head_stride;
+    float *scratch;
+    int64_t max_length;
+} Job;
+
+/* Work item ``item`` = (kv head, sequence), kv head outermost; ``scores`` is this thread's scratch. */
+static void run_item(const Job *job, int64_t item, float *scores) {
+    const int64_t kv = item / job->sequences;
+    const int64_t b = item % job->sequences;
+    const int64_t length = job->lengths[b];
+    const int64_t start = (job->window > 0 && length > job->window) ? length - job->window : 0;
+    const int64_t *slots = job->slot_table + job->table_rows[b] * job->table_stride + start;
+    const int64_t group = job->group, dim = job->dim;
+    const float *q = job->q + kv * group * job->q_head_stride + b * job->q_seq_stride;
+    const float *keys = job->key_pool + kv * job->pool_slots * dim;
+    const float *values = job->value_pool + kv * job->pool_slots * dim;
+    float *out = job->out + b * job->out_seq_stride + kv * group * job->out_head_stride;
+#if defined(__AVX512F__)
+    const attend_fn fast = avx512_for(dim);
+    if (fast != NULL) {
+        fast(q, job->q_head_stride, keys, values, slots, length - start, group, job->scale, scores, out,
+             job->out_head_stride);
+        return;
+    }
+#endif
+    attend_one(q, job->q_head_stride, keys, values, slots, length - start, group, dim, job->scale, scores, out,
+               job->out_head_stride);
+}
+
 /* queries: element (head h, sequence b, d) at q[h * q_head_stride + b * q_seq_stride + d].
  * out: element (sequence b, head h, d) at out[b * out_seq_stride + h * out_head_stride + d].
  * scratch: threads * group * max_length floats. Returns 0, or -1 when the group is too large. */
@@ -132,32 +196,21 @@ int litserve_decode_attention_f32(const float *q, int64_t q_head_stride, int64_t
                                   int64_t out_head_stride, float *scratch, int64_t max_length, int threads) {
     const int64_t group = heads / kv_heads;
     if (group > MAX_GROUP) return -1;
+    const Job job = {q,      q_head_stride, q_seq_stride, key_pool, value_pool,     pool_slots,      slot_table,
+                     table_stride, table_rows, lengths,  sequences, group, dim, window, scale, out,
+                     out_seq_stride, out_head_stride, scratch, max_length};
     const int64_t work = kv_heads * sequences;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+    if (threads <= 1) { /* no thread team at all: the common case with one intra-op thread */
+        for (int64_t item = 0; item < work; item++) run_item(&job, item, scratch);
+        return 0;
+    }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t item = 0; item < work; item++) {
-        const int64_t kv = item / sequences;
-        const int64_t b = item % sequences;
-        int64_t length = lengths[b];
-        int64_t start = (window > 0 && length > window) ? length - window : 0;
-        const int64_t *slots = slot_table + table_rows[b] * table_stride + start;
 #ifdef _OPENMP
-        float *scores = scratch + (int64_t)omp_get_thread_num() * group * max_length;
+        run_item(&job, item, scratch + (int64_t)omp_get_thread_num() * group * max_length);
 #else
-        float *scores = scratch;
+        run_item(&job, item, scratch);
 #endif
-#if defined(__AVX512F__)
-        if (dim % 16 == 0 && dim <= 16 * MAX_CHUNKS) {
-            attend_one_avx512(q + kv * group * q_head_stride + b * q_seq_stride, q_head_stride,
-                              key_pool + kv * pool_slots * dim, value_pool + kv * pool_slots * dim, slots,
-                              length - start, group, dim, scale, scores,
-                              out + b * out_seq_stride + kv * group * out_head_stride, out_head_stride);
-            continue;
-        }
-#endif
-        attend_one(q + kv * group * q_head_stride + b * q_seq_stride, q_head_stride,
-                   key_pool + kv * pool_slots * dim, value_pool + kv * pool_slots * dim, slots, length - start,
-                   group, dim, scale, scores, out + b * out_seq_stride + kv * group * out_head_stride,
-                   out_head_stride);
     }
     return 0;
 }
