@@ -53,9 +53,16 @@ def live_tokens(engine) -> int:
     return engine.kv.live() + engine.kv.cached
 
 
-@pytest.mark.parametrize("arch_dir, prefix_caching", [("llama_dir", True), ("gpt2_dir", False)])
-def test_greedy_tokens_match_transformers_under_continuous_batching(arch_dir, prefix_caching, request, monkeypatch):
+@pytest.mark.parametrize(
+    "arch_dir, prefix_caching, decode_kernel",
+    [("llama_dir", True, "native"), ("llama_dir", True, "torch"), ("gpt2_dir", False, "native")],
+)
+def test_greedy_tokens_match_transformers_under_continuous_batching(
+    arch_dir, prefix_caching, decode_kernel, request, monkeypatch
+):
     model_dir = request.getfixturevalue(arch_dir)
+    if decode_kernel == "torch":  # the CPU path where no C compiler is found (and the one other devices take)
+        monkeypatch.setenv("LITSERVE_NATIVE_KERNELS", "0")
     monkeypatch.setitem(DECODE_GROUP_SIZE, "cpu", 3)  # several decode groups of unequal lengths each step
     engine = LLMEngine(
         model_dir,
@@ -211,9 +218,14 @@ def test_chat_prompts_use_the_tokenizer_chat_template(llama_dir):
     assert engine.model_name.startswith("tiny-llama")
 
 
+@pytest.mark.parametrize("decode_kernel", ["native", "torch"])
 @pytest.mark.parametrize("arch_dir", ["mistral_window_dir", "qwen2_dir"])
-def test_greedy_tokens_match_transformers_for_mistral_with_sliding_window_and_qwen2(arch_dir, request):
+def test_greedy_tokens_match_transformers_for_mistral_with_sliding_window_and_qwen2(
+    arch_dir, decode_kernel, request, monkeypatch
+):
     model_dir = request.getfixturevalue(arch_dir)
+    if decode_kernel == "torch":
+        monkeypatch.setenv("LITSERVE_NATIVE_KERNELS", "0")
     engine = LLMEngine(model_dir, max_total_token_num=1000, prefill_chunk_tokens=8)
     requests = {
         i: (engine.encode_prompt(text), SamplingParams(max_new_tokens=6 + 3 * i, ignore_eos=True))
