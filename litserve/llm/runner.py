@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from litserve.llm.kv import KVPools
+from litserve.llm.linears import prepare_cpu_linears
 from litserve.llm.native import DecodeAttention
 
 ATTENTION_NAME = "litserve_token"
@@ -439,44 +440,13 @@ def register_attention() -> None:
     AttentionInterface.register(ATTENTION_NAME, token_attention)
 
 
-def _packed_linear_forward(self: torch.nn.Linear, inputs: torch.Tensor) -> torch.Tensor:
-    return torch.ops.mkldnn._linear_pointwise(inputs, self.packed_weight, self.bias, "none", [], "")
-
-
-def pack_cpu_linears(model: torch.nn.Module) -> int:
-    """On CPU in float32, run the model's ``nn.Linear`` layers through oneDNN with prepacked weights.
-
-    A decode step multiplies a few rows by every weight matrix, so its speed is how fast the weights stream
-    through: oneDNN's blocked layout does that about 1.5-2.5x faster than the plain matmul for 8 rows of a
-    1024-wide model (measured, benchmarks/README.md). The packed copy replaces the weight (no extra memory);
-    a weight shared with another module (tied embeddings) is left as it is. Returns the layers packed.
-    """
-    if not torch.backends.mkldnn.is_available():
-        return 0
-    shared = {id(module.weight) for module in model.modules() if isinstance(module, torch.nn.Embedding)}
-    packed = 0
-    for module in model.modules():
-        if type(module) is not torch.nn.Linear or module.weight.dtype != torch.float32:
-            continue
-        if module.weight.device.type != "cpu" or id(module.weight) in shared:
-            continue
-        try:
-            module.packed_weight = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), 64)
-        except (RuntimeError, AttributeError):  # a torch built without oneDNN's linear
-            return packed
-        module.register_parameter("weight", None)
-        module.forward = _packed_linear_forward.__get__(module)
-        packed += 1
-    return packed
-
-
 class ModelRunner:
     """Runs a causal LM's forward pass over a ``StepBatch`` and returns the wanted logits."""
 
     def __init__(self, model: torch.nn.Module, pools: KVPools) -> None:
         register_attention()
         model.set_attn_implementation(ATTENTION_NAME)
-        pack_cpu_linears(model)
+        prepare_cpu_linears(model)
         self.model = model
         self.pools = pools
         self.body = model.base_model
