@@ -12,9 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <pthread.h>
 
 #define MAX_GROUP 64 /* query heads per kv head kept on the stack */
 
@@ -133,14 +131,12 @@ static void attend_one(const float *q, int64_t q_head_stride, const float *keys,
         for (int64_t g = 0; g < group; g++) {
             float *o = out + g * out_head_stride;
             const float w = scores[g * count + t];
-#pragma omp simd
             for (int64_t d = 0; d < dim; d++) o[d] += w * v[d];
         }
     }
     for (int64_t g = 0; g < group; g++) {
         float *o = out + g * out_head_stride;
         const float inverse = 1.0f / total[g];
-#pragma omp simd
         for (int64_t d = 0; d < dim; d++) o[d] *= inverse;
     }
 }
@@ -153,7 +149,7 @@ typedef struct {
     const int64_t *slot_table;
     int64_t table_stride;
     const int64_t *table_rows, *lengths;
-    int64_t sequences, group, dim, window;
+    int64_t sequences, group, dim, window, kv_heads_count;
     float scale;
     float *out;
     int64_t out_seq_stride, out_head_stride;
@@ -185,6 +181,21 @@ static void run_item(const Job *job, int64_t item, float *scores) {
                job->out_head_stride);
 }
 
+#define MAX_THREADS 64
+
+typedef struct {
+    const Job *job;
+    int first, stride;
+    float *scores;
+} Slice;
+
+static void *run_slice(void *argument) {
+    const Slice *slice = (const Slice *)argument;
+    const int64_t work = slice->job->kv_heads_count * slice->job->sequences;
+    for (int64_t item = slice->first; item < work; item += slice->stride) run_item(slice->job, item, slice->scores);
+    return NULL;
+}
+
 /* queries: element (head h, sequence b, d) at q[h * q_head_stride + b * q_seq_stride + d].
  * out: element (sequence b, head h, d) at out[b * out_seq_stride + h * out_head_stride + d].
  * scratch: threads * group * max_length floats. Returns 0, or -1 when the group is too large. */
@@ -197,20 +208,31 @@ int litserve_decode_attention_f32(const float *q, int64_t q_head_stride, int64_t
     const int64_t group = heads / kv_heads;
     if (group > MAX_GROUP) return -1;
     const Job job = {q,      q_head_stride, q_seq_stride, key_pool, value_pool,     pool_slots,      slot_table,
-                     table_stride, table_rows, lengths,  sequences, group, dim, window, scale, out,
+                     table_stride, table_rows, lengths,  sequences, group, dim, window, kv_heads, scale, out,
                      out_seq_stride, out_head_stride, scratch, max_length};
     const int64_t work = kv_heads * sequences;
-    if (threads <= 1) { /* no thread team at all: the common case with one intra-op thread */
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > work) threads = (int)work;
+    if (threads <= 1) {
         for (int64_t item = 0; item < work; item++) run_item(&job, item, scratch);
         return 0;
     }
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t item = 0; item < work; item++) {
-#ifdef _OPENMP
-        run_item(&job, item, scratch + (int64_t)omp_get_thread_num() * group * max_length);
-#else
-        run_item(&job, item, scratch);
-#endif
+    /* Long contexts are memory-bound: each core brings its own share of bandwidth. Threads live for one call
+     * (creating one costs ~10-20 us, against the milliseconds such a call takes); items are dealt round-robin. */
+    Slice slices[MAX_THREADS];
+    pthread_t helpers[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 0; t < threads; t++) {
+        slices[t] = (Slice){&job, t, threads, scratch + (int64_t)t * group * max_length};
+        if (t > 0) started[t] = pthread_create(&helpers[t], NULL, run_slice, &slices[t]) == 0;
+    }
+    run_slice(&slices[0]);
+    for (int t = 1; t < threads; t++) {
+        if (started[t]) {
+            pthread_join(helpers[t], NULL);
+        } else {
+            run_slice(&slices[t]); /* no thread could be made: do its share here */
+        }
     }
     return 0;
 }
