@@ -33,7 +33,7 @@ from litserve.llm.sampling_params import SamplingParams
 from litserve.llm.scheduler import Scheduler, SequenceState
 from litserve.llm.stopping import StopSequenceFilter
 from litserve.llm.structured import GrammarConstraint, StructuredOutputs, Vocabulary
-from litserve.llm.threads import available_cores
+from litserve.llm.threads import StepThreads, available_cores
 
 __all__ = ["EngineStats", "LLMEngine", "RequestTooLargeError", "SamplingParams", "TokenEvent"]
 
@@ -151,6 +151,7 @@ class LLMEngine:
         self._min_run = max(1, IN_PLACE_MIN_BYTES // row_bytes)
         self._native = decode_attention_library() if usable_for(self.device, self.dtype) else None
         self._kv_bytes_per_token_layer = 2 * row_bytes
+        self._threads = StepThreads()
         self.runner = ModelRunner(model, self.pools)
         self.sampler = Sampler()
         self.eos_token_ids: Set[int] = _eos_ids(model, self.tokenizer)
@@ -271,7 +272,8 @@ class LLMEngine:
             return []
         plan.decodes.sort(key=lambda sequence: sequence.num_computed)  # similar lengths share a gather
         batch, samplers = self._build_batch(plan.decodes, plan.prefills)
-        logits = self.runner.forward(batch)
+        with self._threads.for_prefill(sum(count for _, count in plan.prefills)):
+            logits = self.runner.forward(batch)
         for sequence, _ in plan.prefills:  # computed prompt tokens are reusable from the next step on
             self.kv.cache_prompt(sequence.uid, sequence.prompt_ids, sequence.num_computed)
         rows = [

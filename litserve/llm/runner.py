@@ -5,13 +5,16 @@ single row of ``N`` tokens with their own positions. The model's attention modul
 function (registered in transformers' ``AttentionInterface`` as ``"litserve_token"``), which writes each
 token's keys and values into its KV pool slot and attends, per sequence, over that sequence's slots only:
 
-- decodes (rows ``0 .. num_decodes-1``, sorted by length) read the pools in place where a sequence's slots
+- decodes (rows ``0 .. num_decodes-1``, sorted by length): on CPU in float32, all of them in one call of the
+  engine's C kernel (``litserve.llm.native``), which reads every sequence's slots through the slot table.
+  Elsewhere (GPUs, other dtypes, no C compiler) they read the pools in place where a sequence's slots
   form long runs (``DecodePlan``): each such run is a view of the pools, attended once for every sequence
   that has it (a cached prefix shared by several is read once for all of them), and the partial results
   are merged by their log-sum-exp. What is left (short runs, short sequences) is gathered, in groups of
   similar length padded to the longest, with one scaled-dot-product attention call per group: for short
   contexts one gather costs less than several small calls.
-- prefill chunks: per sequence, causal attention over its earlier slots plus the chunk itself.
+- prefill chunks: per sequence, causal attention over its earlier slots plus the chunk itself (on CPU: the
+  earlier slots without a mask, in place when they are one run, and the chunk causally, merged by log-sum-exp).
 
 The plan and index tensors are built once per step (``StepBatch``) and shared by every layer.
 """
@@ -369,10 +372,29 @@ def token_attention(
             output[group.start : group.end] = attended.squeeze(2)
         else:
             output[group.step_rows] = attended.squeeze(2)
+    _attend_prefills(step, queries, key[0], value[0], key_pool, value_pool, scaling, window, output)
+    return output.unsqueeze(0), None
+
+
+def _attend_prefills(
+    step: StepBatch,
+    queries: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_pool: torch.Tensor,
+    value_pool: torch.Tensor,
+    scaling: Optional[float],
+    window: Optional[int],
+    output: torch.Tensor,
+) -> None:
+    """Write into ``output`` the attention of every prefill chunk of the step (``key``/``value``: ``[kv_heads,
+    N, D]``, this step's)."""
+    head_dim = key_pool.shape[2]
+    gqa = queries.shape[0] != key_pool.shape[0]
     for span in step.prefills:
         chunk = span.end - span.start
         chunk_queries = queries[:, span.start : span.end]  # [heads, C, head_dim]
-        keys, values = key[0, :, span.start : span.end], value[0, :, span.start : span.end]
+        keys, values = key[:, span.start : span.end], value[:, span.start : span.end]
         earlier = 0 if span.context_slots is None else span.context_slots.numel() - chunk
         fits_window = window is None or window >= earlier + chunk
         if earlier and fits_window and _CPU_FLASH is not None and queries.device.type == "cpu":
@@ -394,7 +416,6 @@ def token_attention(
             enable_gqa=gqa,
         )
         output[span.start : span.end] = attended[0].transpose(0, 1)
-    return output.unsqueeze(0), None
 
 
 def _prefill_after_context(
