@@ -33,7 +33,7 @@ from litserve.llm.sampling_params import SamplingParams
 from litserve.llm.scheduler import Scheduler, SequenceState
 from litserve.llm.stopping import StopSequenceFilter
 from litserve.llm.structured import GrammarConstraint, StructuredOutputs, Vocabulary
-from litserve.llm.threads import StepThreads, available_cores
+from litserve.llm.threads import StepThreads
 
 __all__ = ["EngineStats", "LLMEngine", "RequestTooLargeError", "SamplingParams", "TokenEvent"]
 
@@ -43,9 +43,6 @@ logger = logging.getLogger(__name__)
 # or fewer if that would take more than 2 GiB.
 DEFAULT_CPU_KV_TOKENS = 16384
 DEFAULT_CPU_KV_BYTES = 2 * 1024**3
-# Decode attention reading at least this many bytes of keys and values per layer runs on every core (measured:
-# 4 sequences of 1,700 tokens, 14 MB a layer, 863 us on one core, 534 on two; 16 of 100 tokens, 3 MB, 217 vs 195).
-ATTENTION_SPLIT_BYTES = 8 * 1024**2
 # On a GPU the pools take this share of the memory left free after loading the model, less a reserve
 # for activations.
 GPU_KV_MEMORY_FRACTION = 0.85
@@ -150,8 +147,9 @@ class LLMEngine:
         row_bytes = num_kv_heads * head_dim * torch.empty((), dtype=self.dtype).element_size()
         self._min_run = max(1, IN_PLACE_MIN_BYTES // row_bytes)
         self._native = decode_attention_library() if usable_for(self.device, self.dtype) else None
-        self._kv_bytes_per_token_layer = 2 * row_bytes
-        self._threads = StepThreads()
+        # On CPU a step may borrow every core (litserve.llm.threads); GPU steps keep torch's threads as they are.
+        every_core = None if self.device.type == "cpu" else torch.get_num_threads()
+        self._threads = StepThreads(_bytes_read_per_step(model), 2 * row_bytes * num_layers, every_core=every_core)
         self.runner = ModelRunner(model, self.pools)
         self.sampler = Sampler()
         self.eos_token_ids: Set[int] = _eos_ids(model, self.tokenizer)
@@ -271,8 +269,13 @@ class LLMEngine:
         if not plan:
             return []
         plan.decodes.sort(key=lambda sequence: sequence.num_computed)  # similar lengths share a gather
-        batch, samplers = self._build_batch(plan.decodes, plan.prefills)
-        with self._threads.for_prefill(sum(count for _, count in plan.prefills)):
+        threads = self._threads.choose(
+            prompt_tokens=sum(count for _, count in plan.prefills),
+            streamed_tokens=len(plan.decodes) + len(plan.prefills),
+            context_tokens=sum(sequence.num_computed + 1 for sequence in plan.decodes),
+        )
+        batch, samplers = self._build_batch(plan.decodes, plan.prefills, threads)
+        with self._threads.running(threads):
             logits = self.runner.forward(batch)
         for sequence, _ in plan.prefills:  # computed prompt tokens are reusable from the next step on
             self.kv.cache_prompt(sequence.uid, sequence.prompt_ids, sequence.num_computed)
@@ -290,7 +293,7 @@ class LLMEngine:
         tokens, logprobs, tops = self.sampler.sample(logits, rows)
         return [self._emit(*emitted) for emitted in zip(samplers, tokens, logprobs, tops)]
 
-    def _build_batch(self, decodes: List[_Sequence], prefills) -> tuple:
+    def _build_batch(self, decodes: List[_Sequence], prefills, threads: int) -> tuple:
         kv = self.kv
         slots = kv.allocate([(sequence.uid, 1) for sequence in decodes] + [(s.uid, count) for s, count in prefills])
         input_ids: List[int] = [sequence.output_ids[-1] for sequence in decodes]
@@ -311,7 +314,7 @@ class LLMEngine:
                 torch.tensor(table_rows, dtype=torch.long),
                 torch.tensor(lengths, dtype=torch.long),
                 lengths[-1],
-                self._attention_threads(sum(lengths)),
+                threads,
             )
         elif decodes:
             runs = [kv.runs(sequence.uid) for sequence in decodes]
@@ -350,15 +353,6 @@ class LLMEngine:
             group_size=group_size,
         )
         return batch, samplers
-
-    def _attention_threads(self, context_tokens: int) -> int:
-        """Threads for this step's decode attention: every core once a layer's keys and values to read reach
-        ``ATTENTION_SPLIT_BYTES`` (long contexts are memory-bound, and each core brings its own bandwidth, while
-        the few sequences such steps have leave the API process little to do); torch's count below that."""
-        threads = torch.get_num_threads()
-        if context_tokens * self._kv_bytes_per_token_layer >= ATTENTION_SPLIT_BYTES:
-            return max(threads, available_cores())
-        return threads
 
     def _suppressed(self, sequence: _Sequence) -> List[int]:
         params = sequence.params
@@ -416,6 +410,17 @@ class LLMEngine:
         self._sequences.pop(sequence.uid, None)
         self.kv.release(sequence.uid, [*sequence.prompt_ids, *sequence.output_ids])
         sequence.num_computed = 0
+
+
+def _bytes_read_per_step(model: torch.nn.Module) -> int:
+    """Bytes of weights a forward pass reads whole: all but the input embeddings (a row per token), unless
+    they are tied to the output layer."""
+    total = sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    if head is None or head.weight is not embedding:
+        total -= embedding.numel() * embedding.element_size()
+    return total
 
 
 def _resolve_dtype(name: Optional[str], device: torch.device) -> torch.dtype:

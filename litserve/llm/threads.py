@@ -5,18 +5,20 @@ computes; torch's default takes every core, and on a small machine its spinning 
 down (on a 2-core machine: about 1.4x the requests per second of static batching with the default against
 2.2x with one thread, see benchmarks/README.md). The rule: all the cores this process may run on but one,
 at least one, and never more than torch's own default (its physical cores). Two exceptions borrow every core
-for the work they do, because the API process has little to do meanwhile: a step that feeds at least
+for a step whose work is long next to what it gives the API process to stream: one that feeds at least
 ``PREFILL_SPLIT_TOKENS`` prompt tokens (compute-bound: on the 2-core machine a 1,500-token prompt prefilled in
-105-120 ms on two threads against 210-280 on one), and decode attention over long contexts
-(``ATTENTION_SPLIT_BYTES`` in ``engine.py``; memory-bound, each core brings its own bandwidth). Such steps serve
-few tokens to stream (prompts are being read, or the few sequences are long).
+105-120 ms on two threads against 210-280 on one), or one that reads ``BYTES_PER_STREAMED_TOKEN_SPLIT`` or more
+of weights, keys and values per token it streams (memory-bound, and each core brings its own bandwidth: a large
+model, or long contexts; decode attention over 4 x 1,700 tokens of the tiny model 863 us a layer on one core,
+534 on two). Small models with many short chats stay on the worker's threads.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -55,28 +57,55 @@ def set_worker_threads(num_threads: Optional[int] = None) -> int:
     return threads
 
 
-# Prompt tokens in one step from which its forward pass runs on every core (see the module docstring).
+# A step runs on every core when it feeds this many prompt tokens (compute-bound)...
 PREFILL_SPLIT_TOKENS = 128
+# ...or reads this many bytes of weights, keys and values per token it streams (memory-bound).
+BYTES_PER_STREAMED_TOKEN_SPLIT = 4 * 1024**2
 
 
 class StepThreads:
-    """Runs a step's forward pass on every core when it feeds many prompt tokens, else on the worker's threads."""
+    """Chooses each step's threads: the worker's own, or every core for steps whose work is long next to what
+    they give the API process to stream (see the module docstring), and sets torch's for the forward pass.
 
-    def __init__(self) -> None:
+    Example:
+        >>> threads = StepThreads(weight_bytes=10 * 2**20, kv_bytes_per_token=8192, base=1, every_core=2)
+        >>> threads.choose(prompt_tokens=0, streamed_tokens=16, context_tokens=1600)  # short chats: 1.5 MiB each
+        1
+        >>> threads.choose(prompt_tokens=0, streamed_tokens=4, context_tokens=6800)  # long contexts: 16 MiB each
+        2
+        >>> threads.choose(prompt_tokens=256, streamed_tokens=16, context_tokens=1600)  # a prompt chunk
+        2
+    """
+
+    def __init__(
+        self, weight_bytes: int, kv_bytes_per_token: int, base: Optional[int] = None, every_core: Optional[int] = None
+    ) -> None:
         import torch
 
         self._torch = torch
-        self.base = torch.get_num_threads()
-        self.every_core = max(self.base, available_cores())
+        self.weight_bytes = weight_bytes
+        self.kv_bytes_per_token = kv_bytes_per_token
+        self.base = base if base is not None else torch.get_num_threads()
+        self.every_core = max(self.base, every_core if every_core is not None else available_cores())
 
-    def for_prefill(self, prompt_tokens: int) -> StepThreads:
-        self._wanted = self.every_core if prompt_tokens >= PREFILL_SPLIT_TOKENS else self.base
-        return self
+    def choose(self, prompt_tokens: int, streamed_tokens: int, context_tokens: int) -> int:
+        """Threads for a step feeding ``prompt_tokens``, streaming ``streamed_tokens`` and reading the keys and
+        values of ``context_tokens``."""
+        if prompt_tokens >= PREFILL_SPLIT_TOKENS:
+            return self.every_core
+        read = self.weight_bytes + context_tokens * self.kv_bytes_per_token
+        if read >= BYTES_PER_STREAMED_TOKEN_SPLIT * max(1, streamed_tokens):
+            return self.every_core
+        return self.base
 
-    def __enter__(self) -> None:
-        if self._wanted != self.base:
-            self._torch.set_num_threads(self._wanted)
-
-    def __exit__(self, *exc_info) -> None:
-        if self._wanted != self.base:
+    @contextmanager
+    def running(self, threads: int) -> Iterator[None]:
+        """torch's intra-op threads are ``threads`` inside, the worker's own after."""
+        if threads == self.base:
+            yield
+            return
+        self._torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
             self._torch.set_num_threads(self.base)

@@ -21,3 +21,25 @@ def test_no_flags_turn_a_boolean_option_off():
         "2",
     ]
     assert _normalize_flags(llm, ["--prefix-caching"]) == ["--prefix_caching=true"]
+
+
+def test_a_step_borrows_every_core_only_when_its_work_dwarfs_what_it_streams():
+    import torch
+
+    from litserve.llm.threads import StepThreads
+
+    tiny = StepThreads(weight_bytes=10 * 2**20, kv_bytes_per_token=8192, base=1, every_core=2)
+    assert tiny.choose(prompt_tokens=0, streamed_tokens=48, context_tokens=48 * 110) == 1  # a burst of chats
+    assert tiny.choose(prompt_tokens=0, streamed_tokens=4, context_tokens=4 * 1700) == 2  # long contexts
+    assert tiny.choose(prompt_tokens=128, streamed_tokens=48, context_tokens=0) == 2  # a prompt chunk
+    assert tiny.choose(prompt_tokens=127, streamed_tokens=48, context_tokens=0) == 1
+    large = StepThreads(weight_bytes=400 * 2**20, kv_bytes_per_token=65536, base=1, every_core=2)
+    assert large.choose(prompt_tokens=0, streamed_tokens=64, context_tokens=64 * 50) == 2  # weights dominate
+    alone = StepThreads(weight_bytes=400 * 2**20, kv_bytes_per_token=65536, base=1, every_core=1)
+    assert alone.choose(prompt_tokens=4096, streamed_tokens=1, context_tokens=0) == 1  # one core: nothing to borrow
+
+    before = torch.get_num_threads()
+    with tiny.running(2):
+        assert torch.get_num_threads() == 2
+    assert torch.get_num_threads() == 1  # the worker's own count, whatever it was before
+    torch.set_num_threads(before)
