@@ -41,7 +41,7 @@ def llm(
         access_log: log one line per request ("POST /generate HTTP/1.1" 200); --no-access-log turns it off.
         prefix_caching: reuse the KV cache of prompts' cached prefixes (--no-prefix-caching turns it off).
         num_threads: intra-op threads of the model's worker (default: every core but one, at least 1; big
-            prefill steps and decode attention over long contexts use every core).
+            prefill steps, and steps of large models or long contexts, use every core).
         tool_call_parser: how tool calls are read from the model's text: hermes (<tool_call> JSON, Hermes
             and Qwen), llama3_json (Llama 3), none, or auto (from the chat template).
     """
