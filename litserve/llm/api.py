@@ -38,7 +38,8 @@ class LLMAPI(LitAPI):
             prompts, multi-turn chats, retries); the reused count is ``usage.prompt_tokens_details.cached_tokens``.
         num_threads: intra-op threads of the worker's torch. Default: every core but one, so the model does
             not fight the API process for the CPU (at least 1, at most torch's default); steps that feed 128+
-            prompt tokens or read 4 MiB+ of weights and KV per token they stream use every core.
+            prompt tokens, or read 8 MiB+ of a large model's weights per token they stream, and decode
+            attention over long contexts use every core (``litserve.llm.threads``).
         tool_call_parser: how tool calls are read from the model's text: ``"hermes"`` (``<tool_call>`` JSON,
             Hermes and Qwen), ``"llama3_json"`` (Llama 3), ``"none"``, or ``"auto"`` (from the chat template).
 

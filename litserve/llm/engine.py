@@ -149,7 +149,7 @@ class LLMEngine:
         self._native = decode_attention_library() if usable_for(self.device, self.dtype) else None
         # On CPU a step may borrow every core (litserve.llm.threads); GPU steps keep torch's threads as they are.
         every_core = None if self.device.type == "cpu" else torch.get_num_threads()
-        self._threads = StepThreads(_bytes_read_per_step(model), 2 * row_bytes * num_layers, every_core=every_core)
+        self._threads = StepThreads(_bytes_read_per_step(model), 2 * row_bytes, every_core=every_core)
         self.runner = ModelRunner(model, self.pools)
         self.sampler = Sampler()
         self.eos_token_ids: Set[int] = _eos_ids(model, self.tokenizer)
@@ -269,12 +269,12 @@ class LLMEngine:
         if not plan:
             return []
         plan.decodes.sort(key=lambda sequence: sequence.num_computed)  # similar lengths share a gather
-        threads = self._threads.choose(
+        threads, attention_threads = self._threads.choose(
             prompt_tokens=sum(count for _, count in plan.prefills),
             streamed_tokens=len(plan.decodes) + len(plan.prefills),
             context_tokens=sum(sequence.num_computed + 1 for sequence in plan.decodes),
         )
-        batch, samplers = self._build_batch(plan.decodes, plan.prefills, threads)
+        batch, samplers = self._build_batch(plan.decodes, plan.prefills, attention_threads)
         with self._threads.running(threads):
             logits = self.runner.forward(batch)
         for sequence, _ in plan.prefills:  # computed prompt tokens are reusable from the next step on
@@ -293,7 +293,7 @@ class LLMEngine:
         tokens, logprobs, tops = self.sampler.sample(logits, rows)
         return [self._emit(*emitted) for emitted in zip(samplers, tokens, logprobs, tops)]
 
-    def _build_batch(self, decodes: List[_Sequence], prefills, threads: int) -> tuple:
+    def _build_batch(self, decodes: List[_Sequence], prefills, attention_threads: int) -> tuple:
         kv = self.kv
         slots = kv.allocate([(sequence.uid, 1) for sequence in decodes] + [(s.uid, count) for s, count in prefills])
         input_ids: List[int] = [sequence.output_ids[-1] for sequence in decodes]
@@ -314,7 +314,7 @@ class LLMEngine:
                 torch.tensor(table_rows, dtype=torch.long),
                 torch.tensor(lengths, dtype=torch.long),
                 lengths[-1],
-                threads,
+                attention_threads,
             )
         elif decodes:
             runs = [kv.runs(sequence.uid) for sequence in decodes]

@@ -5,12 +5,14 @@ computes; torch's default takes every core, and on a small machine its spinning 
 down (on a 2-core machine: about 1.4x the requests per second of static batching with the default against
 2.2x with one thread, see benchmarks/README.md). The rule: all the cores this process may run on but one,
 at least one, and never more than torch's own default (its physical cores). Two exceptions borrow every core
-for a step whose work is long next to what it gives the API process to stream: one that feeds at least
-``PREFILL_SPLIT_TOKENS`` prompt tokens (compute-bound: on the 2-core machine a 1,500-token prompt prefilled in
-105-120 ms on two threads against 210-280 on one), or one that reads ``BYTES_PER_STREAMED_TOKEN_SPLIT`` or more
-of weights, keys and values per token it streams (memory-bound, and each core brings its own bandwidth: a large
-model, or long contexts; decode attention over 4 x 1,700 tokens of the tiny model 863 us a layer on one core,
-534 on two). Small models with many short chats stay on the worker's threads.
+for work that is long next to what its step gives the API process to stream: the forward pass of a step that
+feeds at least ``PREFILL_SPLIT_TOKENS`` prompt tokens (compute-bound: on the 2-core machine a 1,500-token prompt
+prefilled in 105-120 ms on two threads against 210-280 on one) or that reads ``WEIGHT_BYTES_PER_STREAMED_TOKEN_
+SPLIT`` or more of a large model's weights per token it streams (memory-bound, and each core brings its own
+bandwidth: a 1024-wide, 8-layer model's decode step 64-79 -> 50-57 ms); and decode attention over long contexts
+(``ATTENTION_SPLIT_BYTES`` a layer: 4 x 1,700 tokens of a 256-wide model 863 us a layer on one core, 534 on
+two). A small model's matmuls and elementwise ops only get slower on two threads (served, the tiny model lost
+25-35% on every row when they did), so they stay on the worker's threads.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -57,46 +59,58 @@ def set_worker_threads(num_threads: Optional[int] = None) -> int:
     return threads
 
 
-# A step runs on every core when it feeds this many prompt tokens (compute-bound)...
+# A step's forward pass runs on every core when it feeds this many prompt tokens (compute-bound)...
 PREFILL_SPLIT_TOKENS = 128
-# ...or reads this many bytes of weights, keys and values per token it streams (memory-bound).
-BYTES_PER_STREAMED_TOKEN_SPLIT = 4 * 1024**2
+# ...or when the model's weights are this large and the step reads this much of them per token it streams
+# (memory-bound matmuls big enough for two threads; a small model's ops only get slower on two).
+LARGE_MODEL_BYTES = 64 * 1024**2
+WEIGHT_BYTES_PER_STREAMED_TOKEN_SPLIT = 8 * 1024**2
+# Decode attention runs on every core from this many bytes of keys and values a layer (memory-bound).
+ATTENTION_SPLIT_BYTES = 8 * 1024**2
 
 
 class StepThreads:
-    """Chooses each step's threads: the worker's own, or every core for steps whose work is long next to what
-    they give the API process to stream (see the module docstring), and sets torch's for the forward pass.
+    """Chooses each step's threads (the worker's own, or every core where the work is long next to what the
+    step gives the API process to stream, see the module docstring) and sets torch's for the forward pass.
 
     Example:
-        >>> threads = StepThreads(weight_bytes=10 * 2**20, kv_bytes_per_token=8192, base=1, every_core=2)
-        >>> threads.choose(prompt_tokens=0, streamed_tokens=16, context_tokens=1600)  # short chats: 1.5 MiB each
-        1
-        >>> threads.choose(prompt_tokens=0, streamed_tokens=4, context_tokens=6800)  # long contexts: 16 MiB each
-        2
+        >>> threads = StepThreads(weight_bytes=10 * 2**20, kv_bytes_per_token_layer=2048, base=1, every_core=2)
+        >>> threads.choose(prompt_tokens=0, streamed_tokens=16, context_tokens=1600)  # short chats
+        (1, 1)
+        >>> threads.choose(prompt_tokens=0, streamed_tokens=4, context_tokens=6800)  # long contexts: attention
+        (1, 2)
         >>> threads.choose(prompt_tokens=256, streamed_tokens=16, context_tokens=1600)  # a prompt chunk
-        2
+        (2, 2)
     """
 
     def __init__(
-        self, weight_bytes: int, kv_bytes_per_token: int, base: Optional[int] = None, every_core: Optional[int] = None
+        self,
+        weight_bytes: int,
+        kv_bytes_per_token_layer: int,
+        base: Optional[int] = None,
+        every_core: Optional[int] = None,
     ) -> None:
         import torch
 
         self._torch = torch
         self.weight_bytes = weight_bytes
-        self.kv_bytes_per_token = kv_bytes_per_token
+        self.kv_bytes_per_token_layer = kv_bytes_per_token_layer
         self.base = base if base is not None else torch.get_num_threads()
         self.every_core = max(self.base, every_core if every_core is not None else available_cores())
 
-    def choose(self, prompt_tokens: int, streamed_tokens: int, context_tokens: int) -> int:
-        """Threads for a step feeding ``prompt_tokens``, streaming ``streamed_tokens`` and reading the keys and
-        values of ``context_tokens``."""
-        if prompt_tokens >= PREFILL_SPLIT_TOKENS:
-            return self.every_core
-        read = self.weight_bytes + context_tokens * self.kv_bytes_per_token
-        if read >= BYTES_PER_STREAMED_TOKEN_SPLIT * max(1, streamed_tokens):
-            return self.every_core
-        return self.base
+    def choose(self, prompt_tokens: int, streamed_tokens: int, context_tokens: int) -> Tuple[int, int]:
+        """``(forward pass threads, decode attention threads)`` for a step feeding ``prompt_tokens``,
+        streaming ``streamed_tokens`` and attending over the keys and values of ``context_tokens``."""
+        forward = self.base
+        if prompt_tokens >= PREFILL_SPLIT_TOKENS or (
+            self.weight_bytes >= LARGE_MODEL_BYTES
+            and self.weight_bytes >= WEIGHT_BYTES_PER_STREAMED_TOKEN_SPLIT * max(1, streamed_tokens)
+        ):
+            forward = self.every_core
+        attention = forward
+        if context_tokens * self.kv_bytes_per_token_layer >= ATTENTION_SPLIT_BYTES:
+            attention = self.every_core
+        return forward, attention
 
     @contextmanager
     def running(self, threads: int) -> Iterator[None]:

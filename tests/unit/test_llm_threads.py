@@ -28,15 +28,18 @@ def test_a_step_borrows_every_core_only_when_its_work_dwarfs_what_it_streams():
 
     from litserve.llm.threads import StepThreads
 
-    tiny = StepThreads(weight_bytes=10 * 2**20, kv_bytes_per_token=8192, base=1, every_core=2)
-    assert tiny.choose(prompt_tokens=0, streamed_tokens=48, context_tokens=48 * 110) == 1  # a burst of chats
-    assert tiny.choose(prompt_tokens=0, streamed_tokens=4, context_tokens=4 * 1700) == 2  # long contexts
-    assert tiny.choose(prompt_tokens=128, streamed_tokens=48, context_tokens=0) == 2  # a prompt chunk
-    assert tiny.choose(prompt_tokens=127, streamed_tokens=48, context_tokens=0) == 1
-    large = StepThreads(weight_bytes=400 * 2**20, kv_bytes_per_token=65536, base=1, every_core=2)
-    assert large.choose(prompt_tokens=0, streamed_tokens=64, context_tokens=64 * 50) == 2  # weights dominate
-    alone = StepThreads(weight_bytes=400 * 2**20, kv_bytes_per_token=65536, base=1, every_core=1)
-    assert alone.choose(prompt_tokens=4096, streamed_tokens=1, context_tokens=0) == 1  # one core: nothing to borrow
+    tiny = StepThreads(weight_bytes=10 * 2**20, kv_bytes_per_token_layer=2048, base=1, every_core=2)
+    assert tiny.choose(prompt_tokens=0, streamed_tokens=16, context_tokens=16 * 110) == (1, 1)  # a few chats
+    assert tiny.choose(prompt_tokens=0, streamed_tokens=48, context_tokens=48 * 110) == (1, 2)  # 10 MiB to attend
+    assert tiny.choose(prompt_tokens=0, streamed_tokens=1, context_tokens=200) == (1, 1)  # a small model's last one
+    assert tiny.choose(prompt_tokens=0, streamed_tokens=4, context_tokens=4 * 1700) == (1, 2)  # long contexts
+    assert tiny.choose(prompt_tokens=128, streamed_tokens=48, context_tokens=0) == (2, 2)  # a prompt chunk
+    assert tiny.choose(prompt_tokens=127, streamed_tokens=48, context_tokens=0) == (1, 1)
+    large = StepThreads(weight_bytes=400 * 2**20, kv_bytes_per_token_layer=8192, base=1, every_core=2)
+    assert large.choose(prompt_tokens=0, streamed_tokens=16, context_tokens=16 * 50) == (2, 2)  # weights dominate
+    assert large.choose(prompt_tokens=0, streamed_tokens=64, context_tokens=64 * 10) == (1, 1)  # many to stream
+    alone = StepThreads(weight_bytes=400 * 2**20, kv_bytes_per_token_layer=8192, base=1, every_core=1)
+    assert alone.choose(prompt_tokens=4096, streamed_tokens=1, context_tokens=10**6) == (1, 1)  # nothing to borrow
 
     before = torch.get_num_threads()
     with tiny.running(2):
