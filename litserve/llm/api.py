@@ -11,6 +11,7 @@ from litserve.api import LitAPI
 from litserve.codec import RequestError
 from litserve.llm.metrics import LLMMetrics
 from litserve.llm.replies import Reply, TokenizerReply
+from litserve.llm.scheduler import PREFILL_CHUNK_TOKENS
 from litserve.llm.serving import LLMSpec
 from litserve.llm.tool_parsers import PARSERS, resolve_parser
 from litserve.loops import ContinuousBatchingLoop, Output
@@ -56,7 +57,7 @@ class LLMAPI(LitAPI):
         model_dir: str,
         max_total_token_num: Optional[int] = None,
         max_running_requests: int = 64,
-        prefill_chunk_tokens: int = 256,
+        prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS,
         dtype: Optional[str] = None,
         model_name: Optional[str] = None,
         enable_prefix_caching: bool = True,

@@ -11,7 +11,7 @@ def llm(
     host: str = "0.0.0.0",
     max_total_token_num: Optional[int] = None,
     max_running_requests: int = 64,
-    prefill_chunk_tokens: int = 256,
+    prefill_chunk_tokens: int = 1024,  # scheduler.PREFILL_CHUNK_TOKENS, literal so that --help imports no torch
     dtype: Optional[str] = None,
     accelerator: str = "auto",
     timeout: Union[float, bool] = 600.0,

@@ -30,7 +30,7 @@ from litserve.llm.quiet import no_progress_bars
 from litserve.llm.runner import DECODE_GROUP_SIZE, IN_PLACE_MIN_BYTES, ModelRunner, PrefillSpan, StepBatch, plan_decodes
 from litserve.llm.sampler import Sampler, SampleRow
 from litserve.llm.sampling_params import SamplingParams
-from litserve.llm.scheduler import Scheduler, SequenceState
+from litserve.llm.scheduler import PREFILL_CHUNK_TOKENS, Scheduler, SequenceState
 from litserve.llm.stopping import StopSequenceFilter
 from litserve.llm.structured import GrammarConstraint, StructuredOutputs, Vocabulary
 from litserve.llm.threads import StepThreads
@@ -115,7 +115,7 @@ class LLMEngine:
         device: str = "cpu",
         max_total_token_num: Optional[int] = None,
         max_running_requests: int = 64,
-        prefill_chunk_tokens: int = 256,
+        prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS,
         dtype: Optional[str] = None,
         enable_prefix_caching: bool = True,
     ) -> None:

@@ -100,6 +100,13 @@ def peak_kv_tokens(sequences: Iterable[SequenceState], prefill_chunk_tokens: int
     return peak
 
 
+# Most prompt tokens one step feeds, by default. A bigger chunk stalls the running decodes for longer but
+# amortizes each step's fixed cost: on the 2-core CPU machine, 1,024 against 256 served long prompts 1.39x
+# faster (tiny model) and the engine alone 8-10% faster on the 1024-wide one; 2,048 (vLLM's CPU default for
+# its server) gained nothing more on the tiny model and doubled the medium one's stalls.
+PREFILL_CHUNK_TOKENS = 1024
+
+
 class Scheduler:
     """FIFO router with worst-case KV admission, a cap on running requests and chunked prefill.
 
@@ -107,7 +114,9 @@ class Scheduler:
     releases finished ones from both (``remove`` here, ``KVManager.release`` there).
     """
 
-    def __init__(self, kv: KVManager, max_running_requests: int = 64, prefill_chunk_tokens: int = 256) -> None:
+    def __init__(
+        self, kv: KVManager, max_running_requests: int = 64, prefill_chunk_tokens: int = PREFILL_CHUNK_TOKENS
+    ) -> None:
         if max_running_requests < 1:
             raise ValueError(f"max_running_requests must be at least 1, got {max_running_requests}")
         if prefill_chunk_tokens < 1:

@@ -318,3 +318,15 @@ def test_the_least_recently_used_prefix_is_evicted_first():
     kv.allocate([("c", 5)])  # 9 cached + 5 > 12: b's 4 go first
     assert kv.tree.match([5, 6, 7, 8], 4)[1] == 0
     assert kv.tree.match([1, 2, 3, 4, 9], 5)[1] == 5
+
+
+def test_cli_llmapi_and_engine_share_one_default_prefill_chunk():
+    import inspect
+
+    from litserve.llm.api import LLMAPI
+    from litserve.llm.cli import llm
+    from litserve.llm.engine import LLMEngine
+    from litserve.llm.scheduler import PREFILL_CHUNK_TOKENS
+
+    for function in (llm, LLMAPI.__init__, LLMEngine.__init__, Scheduler.__init__):
+        assert inspect.signature(function).parameters["prefill_chunk_tokens"].default == PREFILL_CHUNK_TOKENS
