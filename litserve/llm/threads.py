@@ -11,8 +11,11 @@ prefilled in 105-120 ms on two threads against 210-280 on one) or that reads ``W
 SPLIT`` or more of a large model's weights per token it streams (memory-bound, and each core brings its own
 bandwidth: a 1024-wide, 8-layer model's decode step 64-79 -> 50-57 ms); and decode attention over long contexts
 (``ATTENTION_SPLIT_BYTES`` a layer: 4 x 1,700 tokens of a 256-wide model 863 us a layer on one core, 534 on
-two). A small model's matmuls and elementwise ops only get slower on two threads (served, the tiny model lost
-25-35% on every row when they did), so they stay on the worker's threads.
+two), but only in a step whose forward pass stays on the worker's threads: after a pass on every core, torch's
+OpenMP threads spin on the other cores for a while and the kernel's own threads wait for them (a 1024-wide
+model's decode step for one short chat took 25.3 ms with the attention split that way, 19.7 ms without). A
+small model's matmuls and elementwise ops only get slower on two threads (served, the tiny model lost 25-35% on
+every row when they did), so they stay on the worker's threads.
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ PREFILL_SPLIT_TOKENS = 128
 # (memory-bound matmuls big enough for two threads; a small model's ops only get slower on two).
 LARGE_MODEL_BYTES = 64 * 1024**2
 WEIGHT_BYTES_PER_STREAMED_TOKEN_SPLIT = 8 * 1024**2
-# Decode attention runs on every core from this many bytes of keys and values a layer (memory-bound).
+# Decode attention runs on every core from this many bytes of keys and values a layer (memory-bound), in a step
+# whose forward pass runs on the worker's own threads.
 ATTENTION_SPLIT_BYTES = 8 * 1024**2
 
 
@@ -79,8 +83,8 @@ class StepThreads:
         (1, 1)
         >>> threads.choose(prompt_tokens=0, streamed_tokens=4, context_tokens=6800)  # long contexts: attention
         (1, 2)
-        >>> threads.choose(prompt_tokens=256, streamed_tokens=16, context_tokens=1600)  # a prompt chunk
-        (2, 2)
+        >>> threads.choose(prompt_tokens=1024, streamed_tokens=16, context_tokens=1600)  # a prompt chunk
+        (2, 1)
     """
 
     def __init__(
@@ -107,8 +111,8 @@ class StepThreads:
             and self.weight_bytes >= WEIGHT_BYTES_PER_STREAMED_TOKEN_SPLIT * max(1, streamed_tokens)
         ):
             forward = self.every_core
-        attention = forward
-        if context_tokens * self.kv_bytes_per_token_layer >= ATTENTION_SPLIT_BYTES:
+        attention = self.base
+        if forward == self.base and context_tokens * self.kv_bytes_per_token_layer >= ATTENTION_SPLIT_BYTES:
             attention = self.every_core
         return forward, attention
 
