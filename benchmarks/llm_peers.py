@@ -13,8 +13,8 @@ by ``--setup`` and reused afterwards:
 All serve the same seeded LLaMA-style models, built with ``litserve.llm.testing`` into ``PEERS_DIR/models``
 (tiny: 256 wide, 4 layers; medium: 1024 wide, 8 layers), at the same ``--dtype``. Every system gets the same
 seeded requests through ``POST /v1/completions``, streamed, greedy, ``ignore_eos``, prompts as token ids
-(``transformers serve`` takes text only and has no ``ignore_eos``: the report says how many of its replies
-have the requested length). Rows: unique ShareGPT-like prompts as a burst and at concurrency 8; a shared
+(``transformers serve`` takes text only and has no ``ignore_eos``, so the models' EOS row of ``lm_head`` is
+zeroed and greedy decoding never picks it; the report says how many replies have the requested length). Rows: unique ShareGPT-like prompts as a burst and at concurrency 8; a shared
 1,000-token prefix at concurrency 8; long ~1,500-token prompts at concurrency 4. Metrics follow vLLM's
 ``benchmark_serving``: TTFT = sent to first streamed text; TPOT = (latency - TTFT) / (output tokens - 1);
 ITL = gaps between streamed chunks, pooled; output tok/s = output tokens / wall time of the row. Start-up =
@@ -140,8 +140,27 @@ def build_models(peers: Path, names: List[str]) -> Dict[str, Path]:
         path = peers / "models" / f"{name}-llama"
         if not (path / "config.json").exists():
             build_tiny_model(str(path), arch="llama", seed=0, max_position_embeddings=MAX_MODEL_LEN, **MODELS[name])
+        if not (path / EOS_SILENCED).exists():
+            _silence_eos(path)
         paths[name] = path
     return paths
+
+
+EOS_SILENCED = "EOS_SILENCED"  # marks a model directory whose EOS row of lm_head is zero
+
+
+def _silence_eos(path: Path) -> None:
+    """Zero the ``lm_head`` row of the EOS token, so greedy decoding never picks it (its logit is 0, the largest
+    of the ~600 random others is positive): ``transformers serve`` has no ``ignore_eos``, and this way every
+    system produces the requested lengths, the same work."""
+    from safetensors.torch import load_file, save_file
+
+    weights = path / "model.safetensors"
+    tensors = load_file(str(weights))
+    eos = json.loads((path / "config.json").read_text())["eos_token_id"]
+    tensors["lm_head.weight"][eos if isinstance(eos, list) else [eos]] = 0.0
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    (path / EOS_SILENCED).write_text("the lm_head row of the EOS token is zero: greedy decoding never ends early\n")
 
 
 # --- workloads -------------------------------------------------------------------------------------------
