@@ -14,8 +14,9 @@ All serve the same seeded LLaMA-style models, built with ``litserve.llm.testing`
 (tiny: 256 wide, 4 layers; medium: 1024 wide, 8 layers), at the same ``--dtype``. Every system gets the same
 seeded requests through ``POST /v1/completions``, streamed, greedy, ``ignore_eos``, prompts as token ids
 (``transformers serve`` takes text only and has no ``ignore_eos``, so the models' EOS row of ``lm_head`` is
-zeroed and greedy decoding never picks it; the report says how many replies have the requested length). Rows: unique ShareGPT-like prompts as a burst and at concurrency 8; a shared
-1,000-token prefix at concurrency 8; long ~1,500-token prompts at concurrency 4. Metrics follow vLLM's
+zeroed and greedy decoding never picks it; the report says how many replies have the requested length).
+Rows: unique ShareGPT-like prompts as a burst and at concurrency 8; a shared 1,000-token prefix at concurrency
+8; long ~1,500-token prompts at concurrency 4. Metrics follow vLLM's
 ``benchmark_serving``: TTFT = sent to first streamed text; TPOT = (latency - TTFT) / (output tokens - 1);
 ITL = gaps between streamed chunks, pooled; output tok/s = output tokens / wall time of the row. Start-up =
 spawn to the first completed request. Rounds rotate the order of the systems; medians are shown.
