@@ -144,15 +144,18 @@ class SlotAllocator:
 
 
 class _Node:
-    __slots__ = ("key", "slots", "children", "parent", "refs", "pins", "last_used")
+    __slots__ = ("key", "slots", "children", "parent", "refs", "pins", "owner", "last_used")
 
-    def __init__(self, key: List[int], slots: List[int], parent: Optional[_Node]) -> None:
+    def __init__(
+        self, key: List[int], slots: List[int], parent: Optional[_Node], owner: Optional[Hashable] = None
+    ) -> None:
         self.key = key
         self.slots = slots
         self.children: Dict[int, _Node] = {}
         self.parent = parent
         self.refs = 0  # running sequences whose path goes through this node: never evicted while > 0
         self.pins = 0  # of those, sequences that found it in the cache when admitted (admission accounting)
+        self.owner = owner  # the running sequence that computed these tokens (they count among its own)
         self.last_used = 0
 
 
@@ -176,6 +179,7 @@ class RadixCache:
         self.size = 0  # slots in the tree
         self.referenced = 0  # slots on some running sequence's path
         self.pinned = 0  # slots on some sequence's admission match
+        self.pinned_owned: Dict[Hashable, int] = {}  # of those, the slots each running sequence computed itself
         self._clock = 0
 
     @property
@@ -202,16 +206,20 @@ class RadixCache:
             node = child
         return path, matched
 
-    def unpinned_length(self, tokens: Sequence[int], limit: int) -> Tuple[int, int]:
-        """``(cached, newly_pinned)``: the prefix found, and how much of it no admitted sequence pins yet."""
+    def unpinned_length(self, tokens: Sequence[int], limit: int) -> Tuple[int, int, Dict[Hashable, int]]:
+        """``(cached, newly_pinned, newly_pinned_owned)``: the prefix found, how much of it no admitted sequence
+        pins yet, and of that, how much each running sequence computed itself."""
         path, matched = self.match(tokens, limit)
         fresh, covered = 0, 0
+        owned: Dict[Hashable, int] = {}
         for node in path:
             length = min(len(node.key), matched - covered)
             if node.pins == 0:
                 fresh += length
+                if node.owner is not None:
+                    owned[node.owner] = owned.get(node.owner, 0) + length
             covered += length
-        return matched, fresh
+        return matched, fresh, owned
 
     def lookup(self, tokens: Sequence[int], limit: int) -> Tuple[_Node, List[int]]:
         """The deepest node of the longest cached prefix (split to end exactly there) and the prefix's slots."""
@@ -230,8 +238,12 @@ class RadixCache:
             node = child
         return node, slots
 
-    def insert(self, tokens: Sequence[int], slots: Sequence[int]) -> Tuple[_Node, int]:
+    def insert(
+        self, tokens: Sequence[int], slots: Sequence[int], owner: Optional[Hashable] = None
+    ) -> Tuple[_Node, int]:
         """Cache ``tokens`` with their ``slots``; returns the last node and how many leading tokens were cached.
+
+        The tokens not cached before are ``owner``'s until ``disown``.
 
         The caller owns ``slots[prefix:]`` no more (the tree does); ``slots[:prefix]`` are duplicates of what the
         tree held already (or the very same slots): the caller frees those that differ.
@@ -242,7 +254,7 @@ class RadixCache:
         while position < length:
             child = node.children.get(tokens[position])
             if child is None:
-                leaf = _Node(list(tokens[position:]), list(slots[position:]), node)
+                leaf = _Node(list(tokens[position:]), list(slots[position:]), node, owner)
                 leaf.last_used = now
                 node.children[tokens[position]] = leaf
                 self.size += len(leaf.key)
@@ -257,7 +269,7 @@ class RadixCache:
 
     def _split(self, node: _Node, at: int) -> _Node:
         """Cut ``node`` after ``at`` tokens; returns the new upper part (the lower keeps ``node``'s children)."""
-        upper = _Node(node.key[:at], node.slots[:at], node.parent)
+        upper = _Node(node.key[:at], node.slots[:at], node.parent, node.owner)
         upper.refs, upper.pins, upper.last_used = node.refs, node.pins, node.last_used
         node.parent.children[upper.key[0]] = upper
         node.key, node.slots, node.parent = node.key[at:], node.slots[at:], upper
@@ -277,8 +289,25 @@ class RadixCache:
         while node is not self.root:
             if node.pins == 0 or node.pins + delta == 0:
                 self.pinned += delta * len(node.key)
+                if node.owner is not None:
+                    self._count_owned(node.owner, delta * len(node.key))
             node.pins += delta
             node = node.parent
+
+    def disown(self, node: _Node, owner: Hashable) -> None:
+        """``owner`` finished: the tokens it cached, on the path up from ``node``, are no longer its own."""
+        while node is not self.root:
+            if node.owner == owner:
+                node.owner = None
+            node = node.parent
+        self.pinned_owned.pop(owner, None)
+
+    def _count_owned(self, owner: Hashable, delta: int) -> None:
+        total = self.pinned_owned.get(owner, 0) + delta
+        if total:
+            self.pinned_owned[owner] = total
+        else:
+            del self.pinned_owned[owner]
 
     def evict(self, count: int) -> List[int]:
         """Remove unreferenced leaves, least recently used first, until ``count`` slots are freed (or none left)."""
@@ -380,15 +409,21 @@ class KVManager:
         """Slots of the cached prefixes admitted sequences found: not counted in their own tokens."""
         return self.tree.pinned if self.tree else 0
 
+    def pinned_own(self, uid: Hashable) -> int:
+        """Of the pinned slots, those ``uid`` (running) computed itself: counted in ``pinned``, not again in its
+        own tokens."""
+        return self.tree.pinned_owned.get(uid, 0) if self.tree else 0
+
     @property
     def evictable(self) -> int:
         """Slots of the prefix tree no running sequence uses: free as soon as the space is needed."""
         return self.tree.evictable if self.tree else 0
 
-    def admission_cost(self, prompt_ids: Sequence[int]) -> Tuple[int, int]:
-        """``(cached, newly_pinned)`` if this prompt were admitted now: tokens reused, cache newly pinned."""
+    def admission_cost(self, prompt_ids: Sequence[int]) -> Tuple[int, int, Dict[Hashable, int]]:
+        """``(cached, newly_pinned, newly_pinned_own)`` if this prompt were admitted now: tokens reused, cache
+        newly pinned, and of that what each running sequence computed itself (see ``pinned_own``)."""
         if self.tree is None:
-            return 0, 0
+            return 0, 0, {}
         return self.tree.unpinned_length(prompt_ids, len(prompt_ids) - 1)
 
     def prefix_in_flight(self, prompt_ids: Sequence[int], cached: int, at_least: int) -> bool:
@@ -460,7 +495,7 @@ class KVManager:
         table = self._tables[uid]
         if self.tree is None or computed <= table.num_cached:
             return
-        self._insert(table, prompt_ids[:computed])
+        self._insert(uid, table, prompt_ids[:computed])
         if computed >= len(prompt_ids):
             table.prefilling = None
 
@@ -477,9 +512,10 @@ class KVManager:
         if self.tree is not None:
             filled = min(len(token_ids), len(table.slots))
             if filled > table.num_cached:
-                self._insert(table, token_ids[:filled])
+                self._insert(uid, table, token_ids[:filled])
             private = table.slots[table.num_cached :]
             if table.node is not None:
+                self.tree.disown(table.node, uid)
                 self.tree.reference(table.node, -1)
             if table.pin is not None:
                 self.tree.pin(table.pin, -1)
@@ -505,9 +541,9 @@ class KVManager:
 
     # ----- internals -----------------------------------------------------------------------------------
 
-    def _insert(self, table: _Table, tokens: Sequence[int]) -> None:
+    def _insert(self, uid: Hashable, table: _Table, tokens: Sequence[int]) -> None:
         tree = self.tree
-        node, prefix = tree.insert(tokens, table.slots[: len(tokens)])
+        node, prefix = tree.insert(tokens, table.slots[: len(tokens)], owner=uid)
         if prefix > table.num_cached:  # someone else computed these tokens first: use theirs, free ours
             _, existing = tree.lookup(tokens, prefix)
             mine = table.slots[table.num_cached : prefix]

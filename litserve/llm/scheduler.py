@@ -10,8 +10,9 @@ The rules (LightLLM's router, plus chunked prefill and SGLang's prefix reuse):
   count its whole prompt from admission on; its steps count the prefill steps it still waits for (chunked
   prefill delays its decoding while the others grow), so the bound holds for every step after admission.
 - With prefix caching (the ``KVManager`` is asked) a request counts only the tokens it adds: the prompt tokens
-  found in the cache are shared, and the cached prefixes admitted requests pin count once for all of them.
-  Unpinned cache is evictable and counts as free.
+  found in the cache are shared, and the cached prefixes admitted requests pin count once for all of them, as
+  held to the end (they outlive whichever of their users finishes first). A running request that computed a
+  prefix others now pin no longer counts it among its own. Unpinned cache is evictable and counts as free.
 - A request whose prompt shares at least ``PREFIX_WAIT_TOKENS`` uncached tokens with a prompt being computed
   now waits (in its place) until those are cached, rather than computing them twice.
 - At most ``max_running_requests`` run at once.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Iterable, List, Sequence, Tuple
+from typing import Any, Deque, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from litserve.llm.kv import KVManager
 
@@ -76,27 +77,32 @@ class StepPlan:
         return bool(self.decodes or self.prefills)
 
 
-def peak_kv_tokens(sequences: Iterable[SequenceState], prefill_chunk_tokens: int = 0) -> int:
+def peak_kv_tokens(
+    sequences: Iterable[SequenceState], prefill_chunk_tokens: int = 0, shared: Optional[Mapping[Any, int]] = None
+) -> int:
     """Worst-case peak of KV tokens held if every sequence runs to ``max_new_tokens`` (LightLLM's estimate).
 
     ``sequences`` come in admission order; each counts its ``own_tokens``. With chunked prefill
     (``prefill_chunk_tokens`` > 0) a sequence whose prompt is not all in yet starts decoding only once the
-    prompts ahead of it and its own are fed, a chunk per step, while the others keep growing: its remaining
-    steps count that delay too.
+    prompts ahead of it and its own are fed, a chunk per step, while the others keep growing: its steps to the
+    end count that delay too, though it adds only its ``remaining`` tokens itself (so a request alone that fits
+    the capacity is admitted). ``shared`` gives, by uid, tokens counted elsewhere (pinned cache it computed).
     """
-    pairs = []
+    entries = []
     prompt_tokens_ahead = 0
     for sequence in sequences:
         steps = sequence.remaining
         if prefill_chunk_tokens and not sequence.prefilled:
             prompt_tokens_ahead += sequence.prompt_len - sequence.num_computed
             steps += -(-prompt_tokens_ahead // prefill_chunk_tokens)
-        pairs.append((sequence.own_tokens, steps))
-    pairs.sort(key=lambda pair: -pair[1])
+        held = sequence.own_tokens - (shared.get(sequence.uid, 0) if shared else 0)
+        entries.append((held, steps, sequence.remaining))
+    entries.sort(key=lambda entry: -entry[1])
     peak = held_so_far = 0
-    for count, (held, steps) in enumerate(pairs, start=1):
+    for count, (held, steps, remaining) in enumerate(entries, start=1):
         held_so_far += held
-        peak = max(peak, held_so_far + count * steps)
+        # Just before the count-th to finish does: the others still running grew at most one a step each.
+        peak = max(peak, held_so_far + (count - 1) * steps + remaining)
     return peak
 
 
@@ -159,11 +165,14 @@ class Scheduler:
         while budget > 0 and self.waiting and len(self.running) < self.max_running_requests:
             candidate = self.waiting[0]
             prompt = candidate.prompt_ids
-            cached, newly_pinned = kv.admission_cost(prompt)
+            cached, newly_pinned, newly_pinned_own = kv.admission_cost(prompt)
             if cached < candidate.prompt_len - 1 and kv.prefix_in_flight(prompt, cached, PREFIX_WAIT_TOKENS):
                 break
             candidate.num_cached = candidate.num_computed = cached
-            peak = kv.pinned + newly_pinned + peak_kv_tokens([*self.running, candidate], self.prefill_chunk_tokens)
+            shared = {s.uid: kv.pinned_own(s.uid) + newly_pinned_own.get(s.uid, 0) for s in self.running}
+            peak = (
+                kv.pinned + newly_pinned + peak_kv_tokens([*self.running, candidate], self.prefill_chunk_tokens, shared)
+            )
             if peak > self.capacity:
                 candidate.num_cached = candidate.num_computed = 0
                 break

@@ -75,13 +75,46 @@ def test_prefill_still_to_come_delays_the_end_of_a_sequence_in_the_estimate():
     decoding = SequenceState("decoding", prompt_len=10, max_new_tokens=100, num_computed=10, num_output=1)
     long_prompt = SequenceState("long", prompt_len=100, max_new_tokens=1)
     # Without chunking: max(11 + 99, 111 + 2 * 1) = 113. With 16-token chunks the long prompt needs 7 steps
-    # before its one token, while the other grows: its steps are 1 + 7, so max(11 + 99, 111 + 2 * 8) = 127.
+    # before its one token, while the other grows: it ends after 1 + 7 steps, when the other has grown by 8 and
+    # it by its 1, so max(11 + 99, 111 + 8 + 1) = 120.
     assert peak_kv_tokens([decoding, long_prompt]) == 113
-    assert peak_kv_tokens([decoding, long_prompt], prefill_chunk_tokens=16) == 127
-    scheduler = _scheduler(120, 8, 16)
+    assert peak_kv_tokens([decoding, long_prompt], prefill_chunk_tokens=16) == 120
+    scheduler = _scheduler(119, 8, 16)
     scheduler.running.append(decoding)
     scheduler.add(long_prompt)
-    assert scheduler.schedule().admitted == []  # it would overflow 120 slots while it prefills
+    assert scheduler.schedule().admitted == []  # it would overflow 119 slots while it prefills
+
+
+def _brute_force_peak_with_delays(entries):
+    """Tokens held at each future step: ``(held, remaining, delay)`` grows one a step after ``delay`` steps."""
+    end = max(delay + remaining for _, remaining, delay in entries)
+    return max(
+        sum(held + min(max(t - delay, 0), remaining) for held, remaining, delay in entries if delay + remaining >= t)
+        for t in range(end + 1)
+    )
+
+
+def test_peak_estimate_with_prefill_to_come_is_never_below_the_worst_case():
+    rng = random.Random(1)
+    chunk = 8
+    for _ in range(300):
+        sequences, entries, ahead = [], [], 0
+        for i in range(rng.randint(1, 10)):
+            prompt, remaining = rng.randint(1, 40), rng.randint(1, 30)
+            computed = rng.choice([prompt, rng.randint(0, prompt - 1)])
+            sequences.append(SequenceState(i, prompt, remaining, num_computed=computed))
+            if computed < prompt:
+                ahead += prompt - computed
+            entries.append((prompt, remaining, -(-ahead // chunk) if computed < prompt else 0))
+        assert peak_kv_tokens(sequences, chunk) >= _brute_force_peak_with_delays(entries)
+
+
+@pytest.mark.parametrize("chunk", [4, 16, 1024])
+def test_a_request_alone_that_fits_the_capacity_exactly_is_admitted(chunk):
+    scheduler = _scheduler(100, 4, chunk)
+    alone = SequenceState("alone", prompt_len=60, max_new_tokens=40, prompt_ids=list(range(60)))
+    scheduler.add(alone)
+    assert scheduler.schedule().admitted == [alone]  # 60 + 40 = 100 slots, however many steps its prompt takes
 
 
 def test_admission_is_fifo_and_the_first_that_does_not_fit_blocks_the_rest():
@@ -248,6 +281,30 @@ def test_admission_counts_only_the_tokens_a_request_adds():
     assert [count for _, count in plan.prefills] == [1, 1, 1]
     assert kv.pinned == 60 and kv.used == 61  # the cached leaf [99] is still there, evictable
     assert peak_kv_tokens(users) + kv.pinned <= 100
+
+
+def test_a_prefix_computed_by_a_running_request_counts_once_when_others_reuse_it():
+    kv = KVManager(capacity=100, max_sequences=4, max_sequence_len=100)
+    scheduler = Scheduler(kv, 4, 1000)
+    system = list(range(60))
+    leader = SequenceState("leader", 61, 10, prompt_ids=system + [99])
+    scheduler.add(leader)
+    ((_, count),) = scheduler.schedule().prefills
+    kv.allocate([("leader", count)])
+    leader.num_computed = count
+    kv.cache_prompt("leader", leader.prompt_ids, count)  # the leader's prompt is in the cache, still running
+    user = SequenceState("user", 61, 10, prompt_ids=system + [90])
+    scheduler.add(user)
+    plan = scheduler.schedule()
+    # The shared 60 count once, as pinned (60); the leader adds its 1 other prompt token and 10 more, the user
+    # 1 + 10: 82 <= 100. Counting the 60 again among the leader's own (142) would keep the user waiting.
+    assert plan.admitted == [user] and user.num_cached == 60
+    assert kv.pinned == 60 and kv.pinned_own("leader") == 60
+    kv.allocate([("leader", 1), ("user", 1)])
+    scheduler.remove(leader)
+    kv.release("leader", leader.prompt_ids + [7])
+    assert kv.pinned == 60 and kv.pinned_own("leader") == 0  # still held, for the user
+    assert kv.pinned + peak_kv_tokens(scheduler.running) <= 100
 
 
 def test_a_request_sharing_a_prefix_being_computed_waits_for_it_instead_of_computing_it_twice():
