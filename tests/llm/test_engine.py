@@ -210,6 +210,19 @@ def test_requests_that_can_never_fit_are_refused_with_the_numbers(llama_dir):
     assert engine.stats().waiting == 1
 
 
+def test_a_request_that_fills_the_whole_capacity_runs_to_the_end(llama_dir):
+    engine = LLMEngine(llama_dir, max_total_token_num=64, prefill_chunk_tokens=8)
+    prompt = engine.encode_prompt("Hello " * 20)[:40]
+    engine.add_request("full", prompt, SamplingParams(max_new_tokens=64 - len(prompt), ignore_eos=True))
+    events = []
+    for _ in range(200):  # 5 prompt chunks and 24 decodes; a stalled admission would never produce one
+        if not engine.has_unfinished():
+            break
+        events.extend(engine.step())
+    assert [event.output_tokens for event in events] == list(range(1, 25))
+    assert events[-1].finish_reason == "length" and engine.stats().running == 0
+
+
 def test_chat_prompts_use_the_tokenizer_chat_template(llama_dir):
     engine = LLMEngine(llama_dir, max_total_token_num=256)
     messages = [{"role": "user", "content": "What is AI?"}]
