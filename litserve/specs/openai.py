@@ -19,7 +19,7 @@ from litserve.specs import openai_types
 from litserve.specs.base import LitSpec
 from litserve.specs.openai_responses import RESPONSES_PATH, document_route
 from litserve.specs.openai_types import *  # noqa: F403 (LitServe's users import the types from here)
-from litserve.specs.openai_types import ChatCompletionRequest, ModelCard, ModelList
+from litserve.specs.openai_types import ChatCompletionRequest, ErrorDetail, ErrorResponse, ModelCard, ModelList
 from litserve.specs.openai_wire import SSE_HEADERS, openai_error_body, sse_error_event
 
 if TYPE_CHECKING:
@@ -137,8 +137,8 @@ def add_models_routes(app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) ->
         for card in cards():
             if card.id == model_id:
                 return Response(card.model_dump_json(), media_type="application/json")
-        return _error_response(404, f"The model '{model_id}' does not exist")
-
-
-def _error_response(status: int, message: str) -> Response:
-    return Response(openai_error_body(status, message), status_code=status, media_type="application/json")
+        # As OpenAI answers (and litserve llm's completion routes): type invalid_request_error, code model_not_found.
+        error = ErrorDetail(
+            message=f"The model '{model_id}' does not exist", type="invalid_request_error", code="model_not_found"
+        )
+        return Response(ErrorResponse(error=error).model_dump_json(), status_code=404, media_type="application/json")

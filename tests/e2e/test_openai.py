@@ -205,8 +205,10 @@ def test_models_are_listed(chat_server):
     models = client.models.list()
     assert [m.id for m in models.data] == ["TestAPI"]
     assert client.models.retrieve("TestAPI").id == "TestAPI"
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as info:
         client.models.retrieve("gpt-17")
+    assert info.value.code == "model_not_found" and info.value.type == "invalid_request_error"
+    assert "gpt-17" in info.value.message
 
 
 def test_model_name_is_configurable(serve):
