@@ -47,7 +47,8 @@ class _Matmul:
             self.weight = None
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.weight is None or (self.packed is not None and inputs.numel() > PLAIN_MAX_ROWS * inputs.shape[-1]):
+        rows = inputs.numel() // inputs.shape[-1]
+        if self.packed is not None and (self.weight is None or rows > PLAIN_MAX_ROWS):
             return torch.ops.mkldnn._linear_pointwise(inputs, self.packed, self.bias, "none", [], "")
         return torch.nn.functional.linear(inputs, self.weight, self.bias)
 

@@ -9,7 +9,7 @@ from litserve.llm import metrics as llm_metrics
 from litserve.llm.replies import DETOKENIZE_PATH, ROUTES, TOKENIZE_PATH, Reply
 from litserve.specs.base import LitSpec
 from litserve.specs.openai import add_models_routes, openai_error_body, sse_error_event
-from litserve.specs.openai_types import ErrorDetail, ErrorResponse
+from litserve.specs.openai_types import ErrorDetail, ErrorResponse, model_not_found_error
 from litserve.transport.worker_channel import WorkerChannel, WorkItem
 from litserve.workers.continuous import ContinuousLoop
 from litserve.workers.hooks import HookRunner
@@ -45,7 +45,7 @@ PLAYGROUND_PATH = "/playground"
 def model_not_found(model: str, served: str) -> codec.RequestError:
     """404 with OpenAI's ``model_not_found`` error, as OpenAI and vLLM answer a model they do not serve."""
     message = f"The model `{model}` does not exist: this server serves `{served}` (see GET /v1/models)"
-    return codec.RequestError(404, ErrorDetail(message=message, type="invalid_request_error", code="model_not_found"))
+    return codec.RequestError(404, model_not_found_error(message))
 
 
 class LLMSpec(LitSpec):

@@ -19,7 +19,13 @@ from litserve.specs import openai_types
 from litserve.specs.base import LitSpec
 from litserve.specs.openai_responses import RESPONSES_PATH, document_route
 from litserve.specs.openai_types import *  # noqa: F403 (LitServe's users import the types from here)
-from litserve.specs.openai_types import ChatCompletionRequest, ErrorDetail, ErrorResponse, ModelCard, ModelList
+from litserve.specs.openai_types import (
+    ChatCompletionRequest,
+    ErrorResponse,
+    ModelCard,
+    ModelList,
+    model_not_found_error,
+)
 from litserve.specs.openai_wire import SSE_HEADERS, openai_error_body, sse_error_event
 
 if TYPE_CHECKING:
@@ -137,8 +143,5 @@ def add_models_routes(app: FastAPI, runtime: Runtime, lit_apis: List[LitAPI]) ->
         for card in cards():
             if card.id == model_id:
                 return Response(card.model_dump_json(), media_type="application/json")
-        # As OpenAI answers (and litserve llm's completion routes): type invalid_request_error, code model_not_found.
-        error = ErrorDetail(
-            message=f"The model '{model_id}' does not exist", type="invalid_request_error", code="model_not_found"
-        )
-        return Response(ErrorResponse(error=error).model_dump_json(), status_code=404, media_type="application/json")
+        body = ErrorResponse(error=model_not_found_error(f"The model '{model_id}' does not exist"))
+        return Response(body.model_dump_json(), status_code=404, media_type="application/json")

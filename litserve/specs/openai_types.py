@@ -76,6 +76,7 @@ __all__ = [
     "UsageInfo",
     "make_chat_completion_id",
     "make_tool_call_id",
+    "model_not_found_error",
     "to_sse",
 ]
 
@@ -603,6 +604,11 @@ class ErrorDetail(BaseModel):
     type: str = "invalid_request_error"
     param: Optional[str] = None
     code: Optional[Union[str, int]] = None
+
+
+def model_not_found_error(message: str) -> ErrorDetail:
+    """The error OpenAI (and vLLM) answer, with 404, for a model they do not serve."""
+    return ErrorDetail(message=message, type="invalid_request_error", code="model_not_found")
 
 
 class ErrorResponse(BaseModel):
