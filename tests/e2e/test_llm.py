@@ -261,6 +261,10 @@ def test_small_kv_budget_all_requests_complete_and_slots_are_freed(models, tmp_p
         wait_for(lambda: live_kv_tokens(server) == 0, timeout=10, message="KV freed")
         assert metric(server, "litserve_llm_generation_tokens_total") >= 40 * (len(prompts) + len(expected))
 
+        # A request whose prompt and output fill the whole capacity runs alone, to the end (it once waited forever).
+        prompt_tokens = len(AutoTokenizer.from_pretrained(models["llama"]).encode(PROMPTS[2]))
+        assert len(greedy_ids(server, PROMPTS[2], capacity - prompt_tokens)) == capacity - prompt_tokens
+
         # A client that hangs up mid-stream gives its slots back within moments.
         body = {"inputs": PROMPTS[0], "parameters": {"max_new_tokens": 100, "ignore_eos": True}}
         with httpx.Client(timeout=120) as client:
